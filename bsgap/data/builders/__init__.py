@@ -1,0 +1,7 @@
+"""Embedded datasets, built offline as real TFDS datasets. Importing registers them with TFDS."""
+from bsgap.data.builders.digits import SklearnDigits
+from bsgap.data.builders.mnist1d import Mnist1d
+
+EMBEDDED = {"mnist1d": Mnist1d, "sklearn_digits": SklearnDigits}
+
+__all__ = ["EMBEDDED", "Mnist1d", "SklearnDigits"]

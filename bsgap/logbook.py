@@ -1,0 +1,109 @@
+"""The run directory: config.json, metrics.jsonl, eval.jsonl, summary.json, tensorboard/.
+
+Only process 0 writes. On resume, records past the restored checkpoint's step are dropped from the
+JSONL files (they belong to the part of the run that is being recomputed), so a resumed run's
+files equal an uninterrupted run's, apart from wall-clock fields.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+CONFIG_FILE, METRICS_FILE, EVAL_FILE, SUMMARY_FILE = (
+    "config.json", "metrics.jsonl", "eval.jsonl", "summary.json")
+FINAL_STATUSES = ("complete", "diverged", "target_reached", "early_stopped")
+
+
+def _plain(value: Any):
+    """JSON-safe plain Python value (numpy scalars -> float/int, non-finite -> None)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=_plain)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_jsonl(path: str, max_step: int) -> None:
+    """Keep only records with step <= max_step (a resumed run recomputes the rest)."""
+    if not os.path.exists(path):
+        return
+    kept = [r for r in read_jsonl(path) if r["step"] <= max_step]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        for record in kept:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class Logbook:
+    """Appends metric records to JSONL files and TensorBoard (process 0 only)."""
+
+    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+        self.workdir, self.enabled = workdir, enabled
+        self._files: dict[str, Any] = {}
+        self._tb = None
+        if enabled and tensorboard:
+            import tensorflow as tf
+
+            self._tf = tf
+            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+    def _append(self, name: str, record: dict) -> None:
+        if name not in self._files:
+            self._files[name] = open(os.path.join(self.workdir, name), "a")
+        f = self._files[name]
+        f.write(json.dumps({k: _plain(v) for k, v in record.items()}, sort_keys=True) + "\n")
+        f.flush()
+
+    def _scalars(self, prefix: str, record: dict) -> None:
+        if self._tb is None:
+            return
+        with self._tb.as_default():
+            for key, value in record.items():
+                value = _plain(value)
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    self._tf.summary.scalar(f"{prefix}/{key}", value, step=int(record["step"]))
+        self._tb.flush()
+
+    def train(self, record: dict) -> None:
+        if self.enabled:
+            self._append(METRICS_FILE, record)
+            self._scalars("train", record)
+
+    def eval(self, record: dict) -> None:
+        if self.enabled:
+            self._append(EVAL_FILE, record)
+            self._scalars(record.get("split", "eval"), record)
+
+    def summary(self, summary: dict) -> None:
+        if self.enabled:
+            write_json_atomic(os.path.join(self.workdir, SUMMARY_FILE), summary)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        if self._tb is not None:
+            self._tb.close()

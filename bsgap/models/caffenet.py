@@ -1,0 +1,47 @@
+"""CaffeNet-128 as in Mishkin et al. 2017 ("Systematic evaluation of CNN advances on ImageNet").
+
+Their baseline: CaffeNet on 128x128 inputs, LRN removed, fc6/fc7 width 2048, dropout 0.5:
+conv1 96@11x11/4 -> pool 3/2 -> conv2 256@5x5 (pad 2) -> pool 3/2 -> conv3 384@3x3 -> conv4 384@3x3
+-> conv5 256@3x3 -> pool 3/2 -> fc6 2048 -> fc7 2048 -> fc8 classes. Caffe's conv2/4/5 groups are not
+used (single-device modern CaffeNet). The norm layer after each conv/fc is configurable; the paper's
+default is none, and 'batch'/'ghost' give their BN variant.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from bsgap.models.layers import default_example_ids, make_norm
+from bsgap.models.norm import PerExampleDropout
+
+_CONVS = ((96, 11, 4, "VALID", True), (256, 5, 1, [(2, 2), (2, 2)], True),
+          (384, 3, 1, [(1, 1), (1, 1)], False), (384, 3, 1, [(1, 1), (1, 1)], False),
+          (256, 3, 1, [(1, 1), (1, 1)], True))
+
+
+class CaffeNet128(nn.Module):
+    num_classes: int
+    fc_width: int = 2048
+    normalization: str = "none"
+    ghost_batch_size: int | None = None
+    dropout_rate: float = 0.5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, example_ids=None):
+        ids = default_example_ids(x, example_ids)
+        x = x.astype(self.dtype)
+        for features, kernel, stride, padding, pool in _CONVS:
+            x = nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
+                        use_bias=self.normalization == "none", dtype=self.dtype)(x)
+            x = nn.relu(make_norm(self)(x, train))
+            if pool:
+                x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+        x = x.reshape((x.shape[0], -1))
+        for _ in range(2):
+            x = nn.Dense(self.fc_width, use_bias=self.normalization == "none", dtype=self.dtype)(x)
+            x = nn.relu(make_norm(self)(x, train))
+            x = PerExampleDropout(self.dropout_rate)(x, train, ids)
+        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)

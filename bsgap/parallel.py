@@ -1,0 +1,86 @@
+"""Device mesh, shard_map wrapping, host batches -> global arrays, multi-host initialization.
+
+Data parallelism is pmap-style: per-device code written with ``jax.shard_map`` over a 1-D mesh
+axis named 'batch', with ``check_vma=False`` so that ``jax.grad`` inside returns the *local*
+gradient and the code reduces it explicitly with ``lax.pmean`` (exactly pmap's semantics; with
+check_vma=True the gradient w.r.t. replicated parameters would come back already summed over
+devices -- DESIGN.md, known traps). The same code runs on one host or on a multi-host TPU VM.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "batch"
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Call ``jax.distributed.initialize`` when this looks like a multi-host launch.
+
+    Explicit arguments win; otherwise JAX auto-detects TPU VM pods and SLURM (SLURM_NTASKS > 1) and
+    a single process does nothing.
+    """
+    if coordinator_address or (num_processes or 0) > 1:
+        jax.distributed.initialize(coordinator_address=coordinator_address,
+                                   num_processes=num_processes, process_id=process_id)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES"):
+        jax.distributed.initialize()
+
+
+def resolve_num_devices(requested: int) -> int:
+    available = jax.device_count()
+    if requested == 0:
+        return available
+    if requested < 0 or requested > available:
+        raise ValueError(f"num_devices={requested} but {available} device(s) are available "
+                         f"(use 0 for all, or 1..{available})")
+    if jax.process_count() > 1 and requested != available:
+        raise ValueError(f"num_devices={requested}: multi-host runs use all {available} devices "
+                         "(set num_devices=0)")
+    return requested
+
+
+def make_mesh(num_devices: int) -> Mesh:
+    """1-D mesh named 'batch' over the first ``num_devices`` devices (all of them on multi-host)."""
+    devices = np.array(jax.devices()[:num_devices])
+    return Mesh(devices, (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P(AXIS))
+
+
+def replicate(mesh: Mesh, tree):
+    """Place a pytree of host arrays on every device of the mesh."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def global_batch(mesh: Mesh, host_batch):
+    """Assemble this process's rows of the global batch into global arrays sharded over 'batch'."""
+    sharding = batch_sharded(mesh)
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch)
+
+
+def data_parallel(local_fn, mesh: Mesh, *, num_batch_args: int = 1, donate_state: bool = False):
+    """jit(shard_map(local_fn)) for ``local_fn(state, *batches) -> (state', outputs)``.
+
+    The state (first argument) and every output are replicated; the batches are split over 'batch'.
+    """
+    specs_in = (P(),) + (P(AXIS),) * num_batch_args
+    mapped = jax.shard_map(local_fn, mesh=mesh, in_specs=specs_in, out_specs=P(),
+                           check_vma=False)
+    return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
+
+
+def is_main_process() -> bool:
+    return jax.process_index() == 0

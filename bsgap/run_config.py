@@ -1,0 +1,157 @@
+"""Validate a run config and resolve everything derived from it (written to config.json).
+
+``validate`` checks every field that can be checked without data or devices; ``resolve`` adds the
+batch layout, scaled learning rate, budget in steps, warmup and milestones. Both raise
+``ConfigError`` naming the bad value and what is allowed, before anything is compiled.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from bsgap import scaling
+from bsgap.layout import BatchLayout, resolve_layout
+from bsgap.models import DTYPES, MODELS, NORM_KINDS
+from bsgap.optim import OPTIMIZERS
+
+
+class ConfigError(ValueError):
+    """A config field with a value that is not allowed."""
+
+
+def _check_choice(config, field: str, choices) -> None:
+    if config[field] not in choices:
+        raise ConfigError(f"{field}={config[field]!r} is not one of {tuple(choices)}")
+
+
+def _check_number(config, field: str, *, low=None, high=None, integer=False, optional=False,
+                  low_inclusive=True):
+    value = config[field]
+    if value is None and optional:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{field}={value!r} must be {'an integer' if integer else 'a number'}"
+                          + (" or None" if optional else ""))
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        raise ConfigError(f"{field}={value} must be {'>=' if low_inclusive else '>'} {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{field}={value} must be <= {high}")
+
+
+def validate(config) -> None:
+    """Field-by-field checks that need neither data nor devices."""
+    _check_choice(config, "model", MODELS)
+    _check_choice(config, "normalization", NORM_KINDS)
+    _check_choice(config, "dtype", DTYPES)
+    _check_choice(config, "optimizer", OPTIMIZERS)
+    _check_choice(config, "lr_scaling", scaling.LR_SCALINGS)
+    _check_choice(config, "schedule", scaling.SCHEDULES)
+    _check_number(config, "batch_size", low=1, integer=True)
+    _check_number(config, "num_devices", low=0, integer=True)
+    _check_number(config, "eval_batch_size", low=1, integer=True)
+    _check_number(config, "learning_rate", low=0, low_inclusive=False)
+    _check_number(config, "reference_batch_size", low=1, integer=True)
+    _check_number(config, "momentum", low=0, high=1)
+    _check_number(config, "weight_decay", low=0)
+    _check_number(config, "label_smoothing", low=0, high=1)
+    _check_number(config, "dropout_rate", low=0, high=0.99)
+    _check_number(config, "warmup_epochs", low=0)
+    _check_number(config, "schedule_gamma", low=0, low_inclusive=False)
+    _check_number(config, "seed", low=0, integer=True)
+    _check_number(config, "target_accuracy", low=0, high=1, optional=True)
+    _check_number(config, "patience_evals", low=1, integer=True, optional=True)
+    _check_number(config, "log_every_steps", low=1, integer=True)
+    _check_number(config, "eval_every_steps", low=1, integer=True, optional=True)
+    _check_number(config, "checkpoint_every_steps", low=1, integer=True, optional=True)
+    _check_number(config, "keep_checkpoints", low=1, integer=True)
+    _check_number(config, "memory_limit_bytes", low=1, integer=True, optional=True)
+    _check_number(config, "noise_ema_decay", low=0, high=0.999999)
+    for field in ("num_epochs", "num_examples", "num_steps"):
+        _check_number(config, field, low=0, low_inclusive=False, optional=True,
+                      integer=field != "num_epochs")
+    budgets = [f for f in ("num_epochs", "num_examples", "num_steps") if config[f] is not None]
+    if len(budgets) != 1:
+        raise ConfigError("set exactly one of num_epochs / num_examples / num_steps (the others "
+                          f"None); set now: {budgets or 'none'}")
+    if config.stop_at_target and config.target_accuracy is None:
+        raise ConfigError("stop_at_target=True needs a target_accuracy")
+    try:  # layout errors that need no device count (divisibility by devices is checked later)
+        resolve_layout(batch_size=config.batch_size, num_devices=1,
+                       microbatch_size=config.microbatch_size,
+                       ghost_batch_size=config.ghost_batch_size,
+                       normalization=config.normalization)
+    except ValueError as err:
+        if "per-device batch" not in str(err):
+            raise ConfigError(str(err)) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    layout: BatchLayout
+    num_train_examples: int
+    num_eval_examples: int
+    num_classes: int
+    lr_scale_factor: float
+    scaled_learning_rate: float
+    total_steps: int
+    total_examples: int
+    epochs: float
+    steps_per_epoch: float
+    warmup_steps: int
+    warmup_start_factor: float
+    milestone_steps: tuple
+    eval_every_steps: int
+    num_processes: int
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["layout"] = self.layout.to_json()
+        out["milestone_steps"] = list(self.milestone_steps)
+        return out
+
+
+def resolve(config, *, num_devices: int, num_processes: int, num_train_examples: int,
+            num_eval_examples: int, num_classes: int) -> Resolved:
+    try:
+        layout = resolve_layout(batch_size=config.batch_size, num_devices=num_devices,
+                                microbatch_size=config.microbatch_size,
+                                ghost_batch_size=config.ghost_batch_size,
+                                normalization=config.normalization, num_processes=num_processes)
+        budget = scaling.resolve_budget(
+            num_train_examples=num_train_examples, batch_size=config.batch_size,
+            num_epochs=config.num_epochs, num_examples=config.num_examples,
+            num_steps=config.num_steps, regime_adaptation=config.regime_adaptation,
+            reference_batch_size=config.reference_batch_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if config.batch_size > num_train_examples:
+        raise ConfigError(f"batch_size={config.batch_size} exceeds the {num_train_examples} "
+                          f"training examples of {config.dataset}")
+    if config.eval_batch_size % num_devices:
+        raise ConfigError(f"eval_batch_size={config.eval_batch_size} is not divisible by the "
+                          f"{num_devices} devices in use")
+    factor = scaling.lr_scale_factor(config.batch_size, config.reference_batch_size,
+                                     config.lr_scaling)
+    adaptation = config.batch_size / config.reference_batch_size if config.regime_adaptation else 1
+    milestones = scaling.milestone_steps(
+        total_steps=budget.total_steps, steps_per_epoch=budget.steps_per_epoch,
+        milestones_epochs=tuple(config.schedule_milestones),
+        milestone_fractions=tuple(config.schedule_milestone_fractions),
+        adaptation_factor=adaptation)
+    if config.schedule == "step" and not milestones:
+        raise ConfigError("schedule='step' needs schedule_milestones (epochs) or "
+                          "schedule_milestone_fractions")
+    warmup_steps = scaling.epochs_to_steps(config.warmup_epochs, budget.steps_per_epoch)
+    if warmup_steps >= budget.total_steps and warmup_steps > 0:
+        raise ConfigError(f"warmup_epochs={config.warmup_epochs} is {warmup_steps} steps, not "
+                          f"fewer than the {budget.total_steps} steps of the budget")
+    eval_every = config.eval_every_steps or max(1, int(round(budget.steps_per_epoch)))
+    return Resolved(
+        layout=layout, num_train_examples=num_train_examples, num_eval_examples=num_eval_examples,
+        num_classes=num_classes, lr_scale_factor=factor,
+        scaled_learning_rate=config.learning_rate * factor, total_steps=budget.total_steps,
+        total_examples=budget.total_examples, epochs=budget.epochs,
+        steps_per_epoch=budget.steps_per_epoch, warmup_steps=warmup_steps,
+        # Goyal et al. 2017: warmup starts from the unscaled lr and reaches the scaled one.
+        warmup_start_factor=min(1.0, 1.0 / factor), milestone_steps=milestones,
+        eval_every_steps=eval_every, num_processes=num_processes)

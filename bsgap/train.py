@@ -1,0 +1,53 @@
+"""CLI: python -m bsgap.train --config=configs/default.py --workdir=DIR [--config.field=value ...]
+
+Exit status 0 for a finished run (diverged included: divergence is a result); 2 with a one-paragraph
+message and no traceback for a bad config, a workdir holding another run, or missing data.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Run config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it exists).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Multi-host: host:port of process 0 (auto on TPU VM / SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+
+
+def main(argv) -> int:
+    del argv
+    if not _WORKDIR.value:
+        print("bsgap.train: error: --workdir is required (the run directory)", file=sys.stderr)
+        return 2
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    from bsgap import parallel
+    from bsgap.data import DataError
+    from bsgap.run_config import ConfigError
+    from bsgap.trainer import train
+    from bsgap.workdir import WorkdirError
+
+    try:
+        parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                        _PROCESS_ID.value)
+        train(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, DataError, WorkdirError, ValueError) as err:
+        print(f"bsgap.train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

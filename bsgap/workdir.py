@@ -1,0 +1,53 @@
+"""A run directory's identity: refuse to mix a different config into an existing run.
+
+``config.json`` holds ``{"config": <the user's config>, "resolved": {...}, "environment": {...}}``.
+Re-running the same config on the same directory resumes it; a different config is refused with the
+differing fields named. Nothing existing is deleted or overwritten here.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from bsgap import logbook
+
+
+class WorkdirError(RuntimeError):
+    """The workdir holds a different run (or foreign files where a run would be written)."""
+
+
+def plain_config(config) -> dict:
+    """The config as JSON-normal plain data (tuples become lists), for comparison and storage."""
+    return json.loads(json.dumps(config.to_dict(), sort_keys=True))
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} in the run vs {b!r} now")
+    return out
+
+
+def check_workdir(workdir: str, config) -> str:
+    """'new' for an empty/absent dir, 'resume' when it holds this same config."""
+    path = os.path.join(workdir, logbook.CONFIG_FILE)
+    if not os.path.exists(path):
+        ours = [f for f in (logbook.METRICS_FILE, logbook.EVAL_FILE, logbook.SUMMARY_FILE,
+                            "checkpoints") if os.path.exists(os.path.join(workdir, f))]
+        if ours:
+            raise WorkdirError(f"workdir {workdir} has {ours} but no {logbook.CONFIG_FILE}; "
+                               "refusing to write a run over files of unknown origin. Use a new "
+                               "--workdir")
+        return "new"
+    stored = logbook.read_json(path).get("config", {})
+    differences = _diff(stored, plain_config(config))
+    if differences:
+        raise WorkdirError(
+            f"workdir {workdir} holds a run with a different config, so it is neither resumed nor "
+            f"overwritten. Differences: {'; '.join(differences)}. Use a new --workdir, or rerun "
+            "with the run's own config to resume it")
+    return "resume"

@@ -1,0 +1,63 @@
+"""Default: a 1-D CNN with ghost batch norm on MNIST-1D (4k train / 1k test), offline, ~2 min on 2 CPU cores.
+
+Every field here is the full set a run understands; other configs start from this one and
+override. Optional fields are ``placeholder(object)`` so that ``--config.x=None`` or ``=16`` both
+parse on the command line.
+"""
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    # Data.
+    c.dataset = "mnist1d/small"         # a TFDS name; embedded: mnist1d/small|large, sklearn_digits
+    c.data_dir = placeholder(object)    # TFDS data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
+    c.eval_split = "test"
+    c.eval_batch_size = 1000            # global; the last batch is padded and masked
+    # Model.
+    c.model = "cnn1d"
+    c.model_kwargs = ml_collections.ConfigDict({"channels": 32})
+    c.normalization = "ghost"           # none | batch | ghost
+    c.ghost_batch_size = placeholder(object)   # examples per BN group (None: the microbatch)
+    c.dropout_rate = 0.0
+    c.dtype = "float32"                 # float32 | bfloat16 (bf16 compute, fp32 params and loss)
+    # Batch layout.
+    c.batch_size = 128                  # global batch B
+    c.microbatch_size = placeholder(object)    # per device per accumulation step; None | int | 'auto'
+    c.num_devices = 0                   # 0 = all devices
+    c.memory_limit_bytes = placeholder(object) # for microbatch_size='auto' (None: the device's)
+    # Learning rate and budget.
+    c.optimizer = "momentum"            # sgd | momentum | nesterov | adam | adamw
+    c.learning_rate = 0.05              # at reference_batch_size
+    c.reference_batch_size = 128
+    c.lr_scaling = "none"               # none | linear | sqrt
+    c.momentum = 0.9                    # (adam/adamw: beta1)
+    c.weight_decay = 5e-4
+    c.decay_all_params = False          # weight decay on biases and norm parameters too
+    c.label_smoothing = 0.0
+    c.warmup_epochs = 0.0
+    c.schedule = "cosine"               # constant | step | cosine | linear | poly
+    c.schedule_milestones = ()          # step schedule boundaries in epochs
+    c.schedule_milestone_fractions = () # ... or as fractions of the budget
+    c.schedule_gamma = 0.1
+    c.poly_power = 2.0
+    c.regime_adaptation = False         # Hoffer et al.: epochs and milestones x B/reference
+    c.num_epochs = placeholder(object)  # exactly one of num_epochs / num_examples / num_steps
+    c.num_examples = placeholder(object)
+    c.num_steps = placeholder(object)
+    c.num_epochs = 30
+    c.seed = 0
+    # Evaluation, stopping, logging.
+    c.target_accuracy = placeholder(object)    # fraction; records steps/examples/seconds to it
+    c.target_accuracy = 0.9
+    c.stop_at_target = False
+    c.patience_evals = placeholder(object)     # stop after this many evals without a new best
+    c.log_every_steps = 25
+    c.eval_every_steps = placeholder(object)   # None: once per epoch
+    c.checkpoint_every_steps = 500
+    c.keep_checkpoints = 2
+    c.noise_ema_decay = 0.95            # EMA of the online two-batch noise estimators
+    c.tensorboard = True
+    c.progress_bar = True
+    return c
