@@ -16,3 +16,18 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A TFDS data dir with the embedded datasets built once per test session (offline)."""
+    path = str(tmp_path_factory.mktemp("tfds"))
+    import tensorflow_datasets as tfds
+
+    import bsgap.data.builders  # noqa: F401  (registers the builders)
+
+    for name in ("sklearn_digits", "mnist1d/small"):
+        tfds.builder(name, data_dir=path).download_and_prepare()
+    return path
