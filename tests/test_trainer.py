@@ -1,0 +1,142 @@
+"""End-to-end runs: resume after SIGKILL, refusal of a different config, divergence, stopping,
+full-split evaluation, and the CLI's error messages."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from bsgap import logbook
+from bsgap.trainer import Trainer, final_params
+from bsgap.workdir import WorkdirError
+from helpers import ROOT, tiny_config
+
+TIMING = {"examples_per_second", "seconds_to_target", "train_seconds", "compile_seconds"}
+
+
+def _cli(workdir, data_dir, *extra):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests"))
+    return [sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
+            f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+            "--config.progress_bar=False", "--config.num_devices=2", *extra], env
+
+
+def _finished_checkpoints(workdir):
+    path = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(path):
+        return []
+    return sorted(int(d) for d in os.listdir(path) if d.isdigit())
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(data_dir, tmp_path):
+    extra = ("--config.num_epochs=None", "--config.num_steps=1500",
+             "--config.checkpoint_every_steps=100", "--config.eval_every_steps=250",
+             "--config.log_every_steps=50", "--config.tensorboard=False")
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cmd, env = _cli(full, data_dir, *extra)
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+
+    cmd, env = _cli(killed, data_dir, *extra)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_finished_checkpoints(killed)) < 1:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_at_kill = _finished_checkpoints(killed)
+    assert steps_at_kill and steps_at_kill[-1] < 1500, "the run must be killed mid-way"
+    assert not (killed / logbook.SUMMARY_FILE).exists()
+
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming from the checkpoint" in result.stderr
+
+    a = logbook.read_json(str(full / logbook.SUMMARY_FILE))
+    b = logbook.read_json(str(killed / logbook.SUMMARY_FILE))
+    assert a["status"] == b["status"] == "complete" and a["steps"] == 1500
+    assert {k: v for k, v in a.items() if k not in TIMING} == \
+        {k: v for k, v in b.items() if k not in TIMING}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa
+    assert strip(logbook.read_jsonl(str(full / "eval.jsonl"))) == \
+        strip(logbook.read_jsonl(str(killed / "eval.jsonl")))
+    assert strip(logbook.read_jsonl(str(full / "metrics.jsonl"))) == \
+        strip(logbook.read_jsonl(str(killed / "metrics.jsonl")))
+    for x, y in zip(jax.tree_util.tree_leaves(final_params(str(full))),
+                    jax.tree_util.tree_leaves(final_params(str(killed)))):
+        np.testing.assert_array_equal(x, y)
+
+    # A third run of the same command finds the run finished and changes nothing.
+    before = (killed / logbook.SUMMARY_FILE).read_text()
+    again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "already finished" in again.stderr
+    assert (killed / logbook.SUMMARY_FILE).read_text() == before
+
+
+def test_different_config_on_existing_workdir_is_refused(data_dir, tmp_path):
+    Trainer(tiny_config(data_dir), str(tmp_path)).run()
+    before = {p: (tmp_path / p).read_bytes() for p in ("config.json", "summary.json")}
+    with pytest.raises(WorkdirError, match=r"batch_size: 32 in the run vs 64 now"):
+        Trainer(tiny_config(data_dir, batch_size=64), str(tmp_path))
+    assert before == {p: (tmp_path / p).read_bytes() for p in before}
+
+
+def test_cli_bad_config_exits_2_with_one_paragraph(data_dir, tmp_path):
+    # batch 32 on 2 devices: 16 per device, which 7 does not divide.
+    cmd, env = _cli(tmp_path / "bad", data_dir, "--config.microbatch_size=7")
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "microbatch_size=7" in result.stderr and "valid microbatch sizes" in result.stderr
+    assert "Traceback" not in result.stderr
+    cmd, env = _cli(tmp_path / "bad2", data_dir, "--config.lr_scaling=cubic")
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "lr_scaling='cubic'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "bad2").exists()
+
+
+def test_nonfinite_loss_is_a_result(data_dir, tmp_path):
+    summary = Trainer(tiny_config(data_dir, learning_rate=1e6, optimizer="sgd"),
+                      str(tmp_path)).run()
+    assert summary["status"] == "diverged"
+    assert 1 <= summary["diverged_at_step"] <= 20
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_target_and_patience_stop(data_dir, tmp_path):
+    s = Trainer(tiny_config(data_dir, num_steps=400, eval_every_steps=20, target_accuracy=0.8,
+                            stop_at_target=True), str(tmp_path / "t")).run()
+    evals = logbook.read_jsonl(str(tmp_path / "t" / "eval.jsonl"))
+    first = next(r for r in evals if r["accuracy"] >= 0.8)
+    assert s["status"] == "target_reached" and s["steps_to_target"] == first["step"] == s["steps"]
+    assert s["examples_to_target"] == first["step"] * 32 and s["seconds_to_target"] > 0
+    assert all(r["accuracy"] < 0.8 for r in evals[:-1])
+
+    s = Trainer(tiny_config(data_dir, num_steps=2000, eval_every_steps=5, patience_evals=3,
+                            learning_rate=0.5), str(tmp_path / "p")).run()
+    evals = logbook.read_jsonl(str(tmp_path / "p" / "eval.jsonl"))
+    accs = [r["accuracy"] for r in evals]
+    if s["status"] == "early_stopped":
+        best = max(accs)
+        assert accs.index(best) == len(accs) - 4 and all(a <= best for a in accs[-3:])
+    else:  # it kept improving to the end
+        assert s["status"] == "complete"
+
+
+@pytest.mark.parametrize("eval_batch", [64, 200, 1000])
+def test_eval_counts_every_example_once(data_dir, tmp_path, eval_batch):
+    trainer = Trainer(tiny_config(data_dir, num_steps=1, eval_batch_size=eval_batch,
+                                  num_devices=8), str(tmp_path))
+    trainer.run()
+    result = trainer.evaluate(trainer.state)
+    assert result["num_examples"] == 360
+    # Independent computation on the host, over the whole split at once.
+    data = trainer.data.eval.arrays
+    logits = trainer.model.apply({"params": jax.device_get(trainer.state.params)},
+                                 data["image"], train=False)
+    expected = float(np.mean(np.argmax(np.asarray(logits), -1) == data["label"]))
+    assert result["accuracy"] == pytest.approx(expected, abs=1e-6)
