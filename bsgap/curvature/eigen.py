@@ -1,4 +1,4 @@
-"""Facade: top-k eigenvalues of the Hessian of the full-dataset loss (Lanczos or power iteration)."""
+"""Facade: top-k eigenvalues of the full-dataset loss Hessian (Lanczos or power iteration)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -47,7 +47,7 @@ def flat_loss_fn(loss_fn: LossFn, unravel: Callable[[jax.Array], Any]) -> LossFn
 
 
 def hvp_fn(flat_loss: LossFn) -> Callable[[jax.Array, jax.Array, Any], jax.Array]:
-    """Forward-over-reverse Hessian-vector product of one batch's loss: (flat, v, batch) -> H_b v."""
+    """Forward-over-reverse HVP of one batch's loss: (flat, v, batch) -> H_b v."""
     def hvp(flat, v, batch):
         return jax.jvp(lambda p: jax.grad(flat_loss)(p, batch), (flat,), (v,))[1]
     return hvp
@@ -80,10 +80,17 @@ class DatasetObjective:
         self._hvp = jax.jit(hvp_fn(flat_loss))
         self._hvp_many = jax.jit(jax.vmap(hvp_fn(flat_loss), in_axes=(None, 0, None)))
 
-    def _average(self, fn: Callable[[Any], Any]) -> Any:
+    def average(self, fn: Callable[[Any], Any]) -> Any:
+        """sum_b (n_b / n) fn(batch_b) for a pytree-valued fn (the full-dataset mean)."""
+        def weighted(x, weight):
+            x = jnp.asarray(x)
+            if not jnp.issubdtype(x.dtype, jnp.inexact):  # e.g. a bool/int accuracy
+                x = x.astype(self.dtype)
+            return x * weight.astype(x.dtype)
+
         total = None
         for weight, batch in zip(self.weights, self.batches):
-            value = jax.tree_util.tree_map(lambda x: x * weight.astype(x.dtype), fn(batch))
+            value = jax.tree_util.tree_map(lambda x, w=weight: weighted(x, w), fn(batch))
             total = value if total is None else jax.tree_util.tree_map(jnp.add, total, value)
         return total
 
@@ -91,23 +98,23 @@ class DatasetObjective:
         """Full-dataset mean loss at `flat` (default: the measurement point)."""
         flat = self.flat if flat is None else flat
         self.num_loss_evals += 1
-        return float(self._average(lambda b: self._loss(flat, b)))
+        return float(self.average(lambda b: self._loss(flat, b)))
 
     def value_and_grad(self, flat: jax.Array | None = None) -> tuple[float, jax.Array]:
         """Full-dataset mean loss and its gradient (flat) at `flat`."""
         flat = self.flat if flat is None else flat
         self.num_loss_evals += 1
-        value, grad = self._average(lambda b: self._value_and_grad(flat, b))
+        value, grad = self.average(lambda b: self._value_and_grad(flat, b))
         return float(value), grad
 
     def hvp(self, v: jax.Array, flat: jax.Array | None = None) -> jax.Array:
         """Full-dataset Hessian-vector product H v at `flat` (default: the measurement point)."""
         flat = self.flat if flat is None else flat
         self.num_hvps += 1
-        return self._average(lambda b: self._hvp(flat, v.astype(self.dtype), b))
+        return self.average(lambda b: self._hvp(flat, v.astype(self.dtype), b))
 
     def hvp_many(self, vs: jax.Array, flat: jax.Array | None = None) -> jax.Array:
         """H v for each row of `vs` (k, dim), vmapped over the rows in one pass over the batches."""
         flat = self.flat if flat is None else flat
         self.num_hvps += int(vs.shape[0])
-        return self._average(lambda b: self._hvp_many(flat, vs.astype(self.dtype), b))
+        return self.average(lambda b: self._hvp_many(flat, vs.astype(self.dtype), b))

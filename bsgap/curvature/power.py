@@ -7,10 +7,11 @@ et al. 2020, Alg. 1). Power iteration converges to the eigenvalue of largest *ma
 the result is the k largest-magnitude eigenvalues; they equal Lanczos's algebraically largest ones
 when the top of the spectrum dominates negative curvature (usual near a minimum).
 
-Convergence uses the same relative criterion as Lanczos: the residual ||A' v - lambda v|| <=
-tol * |lambda| (an eigenvalue of A' lies within it of lambda). This is stricter than PyHessian's
-relative change of lambda between iterations; power iteration's residual shrinks like
-|lambda_2 / lambda_1|^t, so close eigenvalues need many iterations.
+Convergence uses the same relative criterion as Lanczos: the residual ||P A' P v - lambda v|| <=
+tol * |lambda|, with P the projector onto the complement of the found u_j (the operator actually
+iterated; measuring the residual of A itself would stall at the error of the earlier u_j). This is
+stricter than PyHessian's relative change of lambda between iterations; power iteration's residual
+shrinks like |lambda_2 / lambda_1|^t, so close eigenvalues need many iterations.
 """
 from __future__ import annotations
 
@@ -49,10 +50,10 @@ def power_top_eigenvalues(matvec: MatVec, dim: int, dtype, k: int, tol: float, m
             num_matvecs += 1
             for lam, u in zip(values, found):  # Hotelling deflation
                 w = w - (lam * jnp.vdot(u, v)).astype(dtype) * u
+            w = _project_out(w, found)
             value = float(jnp.vdot(v, w))
             residual = float(jnp.linalg.norm(w - value * v))
             rel_residual = residual / max(abs(value), np.finfo(float).tiny)
-            w = _project_out(w, found)
             w_norm = float(jnp.linalg.norm(w))
             if rel_residual <= tol or w_norm == 0.0:
                 converged = True

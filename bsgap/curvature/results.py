@@ -1,8 +1,8 @@
 """Result records of the curvature library: small frozen dataclasses with `to_json()`.
 
 Every result carries `bn_mode` ('train' = batch statistics, 'eval' = running averages, or None when
-the model has no batch norm / the caller did not say), filled from the facade's `bn_mode=` kwarg: the
-loss function closes over the batch-norm behaviour, so only the caller knows it, and the JSON of
+the model has no batch norm / the caller did not say), filled from the facade's `bn_mode=` kwarg:
+the loss function closes over the batch-norm behaviour, so only the caller knows it, and the JSON of
 every measurement must say which one it was.
 
 `to_json()` returns a dict of plain Python types (float, int, bool, str, None, lists) that
@@ -131,7 +131,7 @@ class SamSharpness(_JsonMixin):
 
 @dataclasses.dataclass(frozen=True)
 class GradientNoise(_JsonMixin):
-    """Exact per-example gradient statistics (McCandlish et al. 2018, eq. 2.5 and 2.6-2.7).
+    """Exact per-example gradient statistics (McCandlish et al. 2018, sec. 2.2).
 
     trace_cov: tr(Sigma) of the per-example gradient covariance, unbiased 1/(n-1) estimator.
     grad_norm_sq: |G|^2 of the mean gradient over all examples given.
@@ -154,10 +154,10 @@ class GradientNoise(_JsonMixin):
     bn_mode: str | None = None
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TwoBatchNoise(_JsonMixin):
-    """McCandlish et al. (2018) App. A.1 two-batch estimates; a pytree, so usable inside jit.
+    """McCandlish et al. (2018) App. A.1 two-batch estimates; a pytree (bn_mode is static
+    metadata), so it can be returned from jit.
 
     grad_norm_sq: estimate of |G|^2. trace_cov: estimate of S = tr(Sigma).
     b_simple: trace_cov / grad_norm_sq (ratio of the two estimates, not itself unbiased).
@@ -166,6 +166,12 @@ class TwoBatchNoise(_JsonMixin):
     grad_norm_sq: Any
     trace_cov: Any
     b_simple: Any
+    bn_mode: str | None = None
+
+
+jax.tree_util.register_dataclass(TwoBatchNoise,
+                                 data_fields=["grad_norm_sq", "trace_cov", "b_simple"],
+                                 meta_fields=["bn_mode"])
 
 
 @dataclasses.dataclass(frozen=True)
