@@ -12,6 +12,7 @@ loop over a device mesh is not done yet.
 from bsgap.curvature.density import spectral_density
 from bsgap.curvature.eigen import top_eigenvalues
 from bsgap.curvature.hutchinson import hessian_trace
+from bsgap.curvature.interpolation import interpolate, random_direction_profile
 from bsgap.curvature.noise import gradient_noise
 from bsgap.curvature.noise_scale import smith_le_noise_scale, two_batch_noise
 from bsgap.curvature.sam import sam_sharpness
