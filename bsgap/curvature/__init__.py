@@ -15,8 +15,16 @@ from bsgap.curvature.hutchinson import hessian_trace
 from bsgap.curvature.interpolation import interpolate, random_direction_profile
 from bsgap.curvature.noise import gradient_noise
 from bsgap.curvature.noise_scale import smith_le_noise_scale, two_batch_noise
-from bsgap.curvature.sam import sam_sharpness
-from bsgap.curvature.sharpness import eps_sharpness
 from bsgap.curvature.results import (EpsSharpness, GradientNoise, HessianTrace, LineProfile,
                                      SamSharpness, SpectralDensity, TopEigenvalues,
                                      TwoBatchNoise)
+from bsgap.curvature.sam import sam_sharpness
+from bsgap.curvature.sharpness import eps_sharpness
+
+__all__ = [
+    "top_eigenvalues", "hessian_trace", "spectral_density", "eps_sharpness", "sam_sharpness",
+    "gradient_noise", "two_batch_noise", "smith_le_noise_scale", "interpolate",
+    "random_direction_profile",
+    "TopEigenvalues", "HessianTrace", "SpectralDensity", "EpsSharpness", "SamSharpness",
+    "GradientNoise", "TwoBatchNoise", "LineProfile",
+]
