@@ -25,7 +25,7 @@ import numpy as np
 
 from bsgap import logbook, parallel, run_config
 from bsgap.checkpoint import Checkpointer, abstract_like
-from bsgap.data import TrainStream, eval_batches, load_dataset
+from bsgap.data import load_dataset_from_config
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.models import create_model
 from bsgap.optim import make_optimizer
@@ -82,9 +82,10 @@ class Trainer:
         run_config.validate(config)
         self.config, self.workdir = config, os.path.abspath(workdir)
         self.mode = check_workdir(self.workdir, config)
+        # Every process decides new/resume before process 0 creates files in the workdir.
+        parallel.barrier("bsgap: workdir checked")
         self.num_devices = parallel.resolve_num_devices(config.num_devices)
-        self.data = load_dataset(config.dataset, data_dir=config.data_dir,
-                                 eval_split=config.eval_split)
+        self.data = load_dataset_from_config(config, process_count=jax.process_count())
         self.resolved = run_config.resolve(
             config, num_devices=self.num_devices, num_processes=jax.process_count(),
             num_train_examples=self.data.train.num_examples,
@@ -106,7 +107,7 @@ class Trainer:
             name=c.optimizer, peak_lr=r.scaled_learning_rate, schedule_factor=self.schedule_factor,
             momentum=c.momentum, weight_decay=c.weight_decay, decay_all=c.decay_all_params)
         self.mesh = parallel.make_mesh(self.num_devices)
-        sample = jnp.asarray(self.data.train.arrays["image"][: r.layout.bn_group or 1])
+        sample = jnp.asarray(self.data.sample_images(r.layout.bn_group or 1))
         variables = self.model.init(init_key(c.seed), sample, train=False)
         params = variables["params"]
         state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -119,7 +120,7 @@ class Trainer:
 
     def _compile(self):
         c, r = self.config, self.resolved
-        arrays = self.data.train.arrays
+        spec = self.data.element_spec  # {name: (per-example shape, dtype)}
         sharding = parallel.batch_sharded(self.mesh)
 
         def compile_for(layout):
@@ -129,8 +130,9 @@ class Trainer:
                                     noise_ema_decay=c.noise_ema_decay,
                                     schedule_factor=self.schedule_factor)
             fn = parallel.data_parallel(local, self.mesh, donate_state=True)
-            batch = {k: jax.ShapeDtypeStruct((c.batch_size,) + v.shape[1:], v.dtype,
-                                             sharding=sharding) for k, v in arrays.items()}
+            batch = {k: jax.ShapeDtypeStruct((c.batch_size,) + tuple(shape), dtype,
+                                             sharding=sharding)
+                     for k, (shape, dtype) in spec.items()}
             return fn.lower(self.state, batch).compile()
 
         start = time.perf_counter()
@@ -172,8 +174,8 @@ class Trainer:
     # ----------------------------------------------------------------------------- loop pieces
     def evaluate(self, state) -> dict:
         totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-        for batch in eval_batches(self.data.eval, self.config.eval_batch_size,
-                                  jax.process_index(), jax.process_count()):
+        for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
+                                            jax.process_count()):
             sums = jax.device_get(self.eval_fn(state, parallel.global_batch(self.mesh, batch)))
             for k in totals:
                 totals[k] += float(sums[k])
@@ -264,8 +266,8 @@ class Trainer:
              f"({r.epochs:.2f} epochs); compiled in {self.compile_seconds:.1f}s")
 
         book = logbook.Logbook(self.workdir, enabled=self.main, tensorboard=c.tensorboard)
-        stream = TrainStream(self.data.train, c.batch_size, c.seed, jax.process_index(),
-                             jax.process_count())
+        stream = self.data.train_stream(c.batch_size, c.seed, jax.process_index(),
+                                        jax.process_count())
         from tqdm import tqdm
 
         bar = tqdm(total=r.total_steps, initial=step, unit="step", file=sys.stderr,
@@ -323,8 +325,6 @@ def train(config, workdir: str) -> dict:
 
 def final_params(workdir: str):
     """Host copies of the parameters of the latest checkpoint (tests, analysis)."""
-    checkpointer = Checkpointer(workdir)
-    step = checkpointer.latest_step()
-    restored = checkpointer.manager.restore(step)
-    checkpointer.close()
-    return jax.tree_util.tree_map(np.asarray, restored["state"]["params"])
+    from bsgap.restore import load_run
+
+    return load_run(workdir, with_data=False).params
