@@ -13,8 +13,17 @@ def get_config() -> ml_collections.ConfigDict:
     # Data.
     c.dataset = "mnist1d/small"         # a TFDS name; embedded: mnist1d/small|large, sklearn_digits
     c.data_dir = placeholder(object)    # TFDS data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
+    c.manual_dir = placeholder(object)  # manual downloads (imagenet2012 tars); image_folder root
+    c.download = False                  # let TFDS download + prepare a missing dataset (network)
+    c.train_split = "train"
     c.eval_split = "test"
     c.eval_batch_size = 1000            # global; the last batch is padded and masked
+    c.augment = "none"                  # none | cifar | mishkin | inception (bsgap/data/augment.py)
+    c.image_size = placeholder(object)  # output side S (None: the dataset's own shape)
+    c.pixel_mean = ()                   # per channel, on [0, 1] pixels; () = no standardization
+    c.pixel_std = ()
+    c.cache = "auto"                    # auto | memory | none: decoded split in host memory
+    c.shuffle_buffer = 10_000           # streamed datasets: records per shuffle window
     # Model.
     c.model = "cnn1d"
     c.model_kwargs = ml_collections.ConfigDict({"channels": 32})

@@ -1,72 +1,210 @@
-"""Datasets through TFDS: the embedded offline ones (built locally on first use) and any prepared
-TFDS dataset, loaded into host memory as float32 images and int32 labels."""
+"""Datasets for training: ``load_dataset(name, ...)`` or ``load_dataset_from_config(config)``.
+
+A ``Dataset`` gives the trainer two things, whatever the source:
+  * ``train_stream(B, seed, process_index, process_count).batch(step)``: this process's rows of the
+    global batch of ``step``, a pure function of (seed, step) so a resumed run is exact;
+  * ``eval_batches(B, process_index, process_count)``: the whole eval split once over all
+    processes, in padded batches with a ``mask`` of the real examples.
+How the examples are held (``cache``):
+  * in memory (``ArraySplit``), when the decoded split is small ('auto': fixed image shape and at
+    most ``CACHE_MAX_BYTES``) or ``cache='memory'``. With no augmentation or resizing the images
+    are scaled to float32 [0, 1] (and standardized) once at load and batches are numpy gathers
+    (``TrainStream``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
+    augments them. Each process holds the whole split and reads its rows of every batch.
+  * streamed from the prepared TFDS files (``TfdsSplit``, ``streaming.py``): ImageNet-size data,
+    each process reading only its shard.
+  * image files (``FileSplit``) for ``dataset='image_folder'``.
+"""
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
 
 import numpy as np
 
+from bsgap.data.augment import PRESETS, Preprocess
+from bsgap.data.catalog import IMAGE_FOLDER, DataError, image_folder, prepared_builder
 from bsgap.data.sources import ArraySplit, TrainStream, eval_batches
 
-
-class DataError(RuntimeError):
-    """A dataset that cannot be loaded; the message says where it looked and how to fix it."""
+CACHE_CHOICES = ("auto", "memory", "none")
+CACHE_MAX_BYTES = 2 << 30
 
 
 @dataclasses.dataclass
 class Dataset:
     name: str
-    train: ArraySplit
-    eval: ArraySplit
+    train: object          # ArraySplit | FileSplit | TfdsSplit
+    eval: object
     num_classes: int
     eval_split: str
+    preprocess: Preprocess | None = None   # None: arrays are final (numpy batches)
+    shuffle_buffer: int = 10_000
+
+    def train_stream(self, global_batch: int, seed: int, process_index: int = 0,
+                     process_count: int = 1):
+        """Object with ``batch(step)``: this process's rows of the global batch at ``step``."""
+        from bsgap.data.streaming import StreamingTrainStream, TfdsSplit
+
+        if self.preprocess is None:
+            return TrainStream(self.train, global_batch, seed, process_index, process_count)
+        if isinstance(self.train, TfdsSplit):
+            return StreamingTrainStream(self.train, self.preprocess, global_batch, seed,
+                                        process_index, process_count,
+                                        shuffle_buffer=self.shuffle_buffer)
+        from bsgap.data.indexed import IndexedTrainStream
+
+        return IndexedTrainStream(self.train, self.preprocess, global_batch, seed,
+                                  process_index, process_count)
+
+    def eval_batches(self, global_batch: int, process_index: int = 0, process_count: int = 1):
+        """Padded batches covering the eval split once across processes (with 'mask')."""
+        from bsgap.data.streaming import TfdsSplit, streaming_eval_dataset
+
+        if self.preprocess is None:
+            return eval_batches(self.eval, global_batch, process_index, process_count)
+        if isinstance(self.eval, TfdsSplit):
+            ds = streaming_eval_dataset(self.eval, self.preprocess, global_batch,
+                                        process_index, process_count)
+        else:
+            from bsgap.data.indexed import indexed_eval_dataset
+
+            ds = indexed_eval_dataset(self.eval, self.preprocess, global_batch, process_index,
+                                      process_count)
+        return ds.as_numpy_iterator()
+
+    @property
+    def element_spec(self) -> dict:
+        """{'image': (shape, dtype), 'label': ((), int32)} of one training example as batched."""
+        if self.preprocess is None:
+            return {k: (v.shape[1:], v.dtype) for k, v in self.train.arrays.items()}
+        shape = self.preprocess.output_shape(_input_shape(self.train))
+        return {"image": (tuple(shape), np.dtype(np.float32)), "label": ((), np.dtype(np.int32))}
+
+    def sample_images(self, n: int) -> np.ndarray:
+        """n images for shape inference (model init): real ones from memory, else zeros."""
+        if self.preprocess is None:
+            return self.train.arrays["image"][:n]
+        shape, dtype = self.element_spec["image"]
+        return np.zeros((n,) + tuple(shape), dtype)
 
 
-def _prepared(builder) -> bool:
-    return os.path.isdir(builder.data_path) and builder.info.splits
+def _input_shape(split) -> tuple:
+    from bsgap.data.streaming import TfdsSplit
+
+    if isinstance(split, ArraySplit):
+        return tuple(split.arrays["image"].shape[1:])
+    if isinstance(split, TfdsSplit):
+        return split.source()[0]
+    return (None, None, 3)
 
 
-def _to_arrays(data: dict) -> dict:
-    image = data["image"]
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    return {"image": np.asarray(image, np.float32), "label": np.asarray(data["label"], np.int32)}
+def _standardize(image: np.ndarray, p: Preprocess) -> np.ndarray:
+    """float32 [0, 1] (uint8 / 255), minus mean, over std: numpy twin of augment.normalize."""
+    out = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 \
+        else np.asarray(image, np.float32)
+    if p.pixel_mean:
+        out = out - np.asarray(p.pixel_mean, np.float32)
+        if p.pixel_std:
+            out = out / np.asarray(p.pixel_std, np.float32)
+    return out
 
 
-def load_dataset(name: str, *, data_dir: str | None = None, eval_split: str = "test",
-                 train_split: str = "train") -> Dataset:
-    """Load a TFDS dataset into memory; embedded datasets are generated locally if missing.
-
-    Real datasets must already be prepared in ``data_dir`` (tests and runs never download).
-    """
+def _load_arrays(builder, split: str, p: Preprocess, final: bool) -> ArraySplit:
     import tensorflow_datasets as tfds
 
-    from bsgap.data import builders
+    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    image = _standardize(data["image"], p) if final else data["image"]
+    return ArraySplit({"image": image, "label": np.asarray(data["label"], np.int32)})
 
-    base = name.split("/")[0]
-    data_dir = os.path.expanduser(data_dir) if data_dir else None
+
+def _cache_in_memory(cache: str, name: str, shape, dtype, num_examples: int, final: bool) -> bool:
+    static = all(d is not None for d in shape)
+    if cache == "memory" and not static:
+        raise DataError(f"cache='memory': dataset={name!r} has images of variable shape "
+                        f"{tuple(shape)}; only fixed-shape datasets are cached (use 'auto')")
+    if cache != "auto":
+        return cache == "memory"
+    itemsize = 4 if final else np.dtype(dtype).itemsize
+    return static and num_examples * math.prod(shape) * itemsize <= CACHE_MAX_BYTES
+
+
+def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
+                 train_split: str = "train", manual_dir=None, augment: str = "none",
+                 image_size=None, cache: str = "auto", pixel_mean=(), pixel_std=(),
+                 download: bool = False, process_count: int = 1,
+                 shuffle_buffer: int = 10_000) -> Dataset:
+    """Open (preparing where allowed) a dataset and choose how to hold and preprocess it."""
+    if cache not in CACHE_CHOICES:
+        raise DataError(f"cache={cache!r} is not one of {CACHE_CHOICES}")
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as err:  # unknown name, bad config
-        raise DataError(f"dataset={name!r} is not a TFDS dataset ({err}). Embedded datasets: "
-                        f"{sorted(builders.EMBEDDED)} (e.g. 'mnist1d/small')") from None
-    if base in builders.EMBEDDED:
-        if not _prepared(builder):
-            builder.download_and_prepare()
-    elif not os.path.isdir(builder.data_path):
-        raise DataError(f"dataset={name!r} is not prepared under {builder.data_dir}. Prepare it "
-                        f"once with `tfds build {name} --data_dir=...` (network needed) and pass "
-                        "--config.data_dir")
-    splits = builder.info.splits
+        p = Preprocess(augment=augment, image_size=image_size, pixel_mean=tuple(pixel_mean),
+                       pixel_std=tuple(pixel_std))
+    except ValueError as err:
+        raise DataError(str(err)) from None
+    if name == IMAGE_FOLDER:
+        from bsgap.data.indexed import FileSplit
+
+        train, evaluation, names = image_folder(manual_dir, train_split, eval_split)
+        _check_shape(name, p, (None, None, 3))
+        return Dataset(name, FileSplit(*train), FileSplit(*evaluation), len(names), eval_split, p)
+
+    builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir,
+                               download=download, process_count=process_count)
+    info = builder.info
     for split in (train_split, eval_split):
-        if split not in splits:
-            raise DataError(f"dataset={name!r} has no split {split!r}; it has {list(splits)}")
-    train = tfds.as_numpy(builder.as_dataset(split=train_split, batch_size=-1))
-    evaluation = tfds.as_numpy(builder.as_dataset(split=eval_split, batch_size=-1))
-    return Dataset(name=name, train=ArraySplit(_to_arrays(train)),
-                   eval=ArraySplit(_to_arrays(evaluation)),
-                   num_classes=builder.info.features["label"].num_classes, eval_split=eval_split)
+        try:
+            info.splits[split]
+        except Exception:
+            raise DataError(f"dataset={name!r} has no split {split!r}; it has "
+                            f"{list(info.splits)}") from None
+    if "image" not in info.features or "label" not in info.features:
+        raise DataError(f"dataset={name!r} has features {list(info.features)}; bsgap reads "
+                        "'image' and 'label'")
+    feature = info.features["image"]
+    shape, dtype = tuple(feature.shape), np.dtype(feature.np_dtype)
+    _check_shape(name, p, shape)
+    if len(shape) == 3 and shape[-1]:
+        p = dataclasses.replace(p, channels=shape[-1])
+    final = p.is_identity(shape)
+    sizes = [info.splits[s].num_examples for s in (train_split, eval_split)]
+    num_classes = info.features["label"].num_classes
+    if _cache_in_memory(cache, name, shape, dtype, sum(sizes), final):
+        train = _load_arrays(builder, train_split, p, final)
+        evaluation = _load_arrays(builder, eval_split, p, final)
+        return Dataset(name, train, evaluation, num_classes, eval_split,
+                       None if final else p, shuffle_buffer)
+    from bsgap.data.streaming import TfdsSplit
+
+    if getattr(info.file_format, "value", info.file_format) != "tfrecord":
+        raise DataError(f"dataset={name!r} is stored as {info.file_format}; streaming reads "
+                        "tfrecord files (prepare it with file_format='tfrecord', or cache='memory')")
+    return Dataset(name, TfdsSplit(builder, train_split, sizes[0]),
+                   TfdsSplit(builder, eval_split, sizes[1]), num_classes, eval_split, p,
+                   shuffle_buffer)
 
 
-__all__ = ["ArraySplit", "DataError", "Dataset", "TrainStream", "eval_batches", "load_dataset"]
+def _check_shape(name, p: Preprocess, shape) -> None:
+    if p.augment != "none" and len(shape) != 3:
+        raise DataError(f"augment={p.augment!r} needs images (H, W, C); dataset={name!r} has "
+                        f"examples of shape {shape} (use augment='none')")
+    try:
+        p.output_shape(shape)
+    except ValueError as err:
+        raise DataError(f"dataset={name!r}: {err}") from None
+
+
+def load_dataset_from_config(config, process_count: int = 1) -> Dataset:
+    """``load_dataset`` with the data fields of a run config (configs/default.py); fields a config
+    predating them lacks (e.g. an old run's config.json) take their defaults."""
+    get = config.get
+    return load_dataset(
+        config.dataset, data_dir=get("data_dir"), eval_split=get("eval_split", "test"),
+        train_split=get("train_split", "train"), manual_dir=get("manual_dir"),
+        augment=get("augment", "none"), image_size=get("image_size"),
+        cache=get("cache", "auto"), pixel_mean=tuple(get("pixel_mean", ())),
+        pixel_std=tuple(get("pixel_std", ())), download=get("download", False),
+        process_count=process_count, shuffle_buffer=get("shuffle_buffer", 10_000))
+
+
+__all__ = ["ArraySplit", "CACHE_CHOICES", "DataError", "Dataset", "PRESETS", "Preprocess",
+           "TrainStream", "eval_batches", "load_dataset", "load_dataset_from_config"]

@@ -1,0 +1,126 @@
+"""Find a dataset and make sure it is prepared: TFDS names, embedded datasets, image folders.
+
+* embedded (``mnist1d/small``, ``sklearn_digits``, ...): generated locally on first use;
+* manual-download TFDS datasets (``imagenet2012``): prepared once by TFDS's own builder from the
+  files the user put in ``manual_dir`` (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar);
+* other TFDS datasets (``cifar10``, ``mnist``, ``imagenet_resized/64x64``, ...): read from
+  ``data_dir`` if prepared there (e.g. a bucket on a TPU VM); downloaded and prepared by TFDS only
+  when ``download=True`` (tests never download);
+* ``image_folder``: ``manual_dir/<split>/<class>/<image>.{jpg,jpeg,png}`` via ``tfds.ImageFolder``.
+A missing dataset raises ``DataError`` naming the directory searched and how to prepare it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+IMAGE_FOLDER = "image_folder"
+# Files TFDS's builder expects in manual_dir (checked before preparing, for a clear message).
+MANUAL_FILES = {
+    "imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+    "imagenet2012_subset": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+}
+
+
+class DataError(RuntimeError):
+    """A dataset that cannot be loaded; the message says where it looked and how to fix it."""
+
+
+def _expand(path):
+    return os.path.expanduser(path) if path else None
+
+
+def _default_data_dir(data_dir) -> str:
+    return data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+
+
+def _check_manual_files(name: str, manual_dir: str) -> None:
+    missing = [f for f in MANUAL_FILES.get(name.split("/")[0], ())
+               if not os.path.exists(os.path.join(manual_dir, f))]
+    if missing:
+        raise DataError(f"dataset={name!r}: manual_dir={manual_dir!r} lacks {missing}. TFDS "
+                        f"prepares {name} once from {list(MANUAL_FILES[name.split('/')[0]])} "
+                        "in manual_dir (from https://image-net.org/download-images)")
+
+
+def _not_prepared(name: str, builder, data_dir, manual: bool) -> DataError:
+    where = (f"is not prepared under data_dir={_default_data_dir(data_dir)!r} "
+             f"(looked for {builder.data_path})")
+    if manual:
+        files = MANUAL_FILES.get(name.split("/")[0])
+        what = (f"the files {list(files)}" if files else "the files its instructions list "
+                f"({' '.join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())})")
+        return DataError(f"dataset={name!r} {where}. It needs a manual download: put {what} in "
+                         "a directory and pass --config.manual_dir=DIR; TFDS then prepares it "
+                         "once into data_dir. Or point --config.data_dir at a TFDS data "
+                         "directory where it is already prepared")
+    return DataError(f"dataset={name!r} {where}. Point --config.data_dir at a TFDS data directory "
+                     f"that has it (e.g. a bucket), or pass --config.download=True to let TFDS "
+                     f"download and prepare it there (network needed), or run "
+                     f"`python -m bsgap.data.prepare --dataset={name} --download` once")
+
+
+def prepared_builder(name: str, *, data_dir=None, manual_dir=None, download: bool = False,
+                     process_count: int = 1):
+    """A TFDS builder for ``name`` whose data is prepared (preparing it here where allowed)."""
+    import tensorflow_datasets as tfds
+
+    from bsgap.data import builders
+
+    data_dir, manual_dir = _expand(data_dir), _expand(manual_dir)
+    base = name.split("/")[0]
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # unknown name or builder config
+        raise DataError(f"dataset={name!r} is not a TFDS dataset ({err}). Embedded datasets: "
+                        f"{sorted(builders.EMBEDDED)} (e.g. 'mnist1d/small'); your own images: "
+                        f"dataset={IMAGE_FOLDER!r} with manual_dir=ROOT/<split>/<class>/") from None
+    if builder.is_prepared():
+        return builder
+    if base in builders.EMBEDDED:
+        builder.download_and_prepare()
+        return builder
+    manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    if (manual and not manual_dir) or (not manual and not download):
+        raise _not_prepared(name, builder, data_dir, manual)
+    if process_count > 1:
+        raise DataError(f"dataset={name!r} is not prepared under {builder.data_path}; prepare it "
+                        f"once from a single process (`python -m bsgap.data.prepare "
+                        f"--dataset={name} ...`) before a multi-process run")
+    try:
+        if manual:
+            _check_manual_files(name, manual_dir)
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+            builder.download_and_prepare(download_config=config)
+        else:
+            builder.download_and_prepare()
+    except DataError:
+        raise
+    except Exception as err:
+        source = f"manual_dir={manual_dir!r}" if manual else "the network"
+        raise DataError(f"preparing dataset={name!r} into {builder.data_dir} from {source} "
+                        f"failed: {type(err).__name__}: {err}") from None
+    return builder
+
+
+def image_folder(root, train_split: str, eval_split: str):
+    """(train (paths, labels), eval (paths, labels), class names) of ROOT/<split>/<class>/*."""
+    import tensorflow_datasets as tfds
+
+    root = _expand(root)
+    if not root or not os.path.isdir(root):
+        raise DataError(f"dataset={IMAGE_FOLDER!r} reads manual_dir=ROOT with ROOT/<split>/<class>/"
+                        f"<image>.jpg|png; manual_dir={root!r} is not a directory")
+    builder = tfds.ImageFolder(root)
+    names = builder.info.features["label"].names
+    out = []
+    for split in (train_split, eval_split):
+        examples = builder._split_examples.get(split)  # TFDS 4.9: the (path, label) list
+        if not examples:
+            raise DataError(f"dataset={IMAGE_FOLDER!r}: no images under {root}/{split}/<class>/; "
+                            f"splits found: {sorted(builder._split_examples)}")
+        paths = np.array([e.image_path for e in examples])
+        labels = np.array([names.index(e.label) for e in examples], np.int32)
+        out.append((paths, labels))
+    return out[0], out[1], list(names)
