@@ -22,14 +22,25 @@ def initialize_distributed(coordinator_address: str | None = None,
                            process_id: int | None = None) -> None:
     """Call ``jax.distributed.initialize`` when this looks like a multi-host launch.
 
-    Explicit arguments win; otherwise JAX auto-detects TPU VM pods and SLURM (SLURM_NTASKS > 1) and
-    a single process does nothing.
+    Explicit arguments win; otherwise JAX auto-detects the cluster when SLURM runs several tasks
+    (SLURM_NTASKS > 1), on GKE TPU pods (TPU_WORKER_HOSTNAMES), or when the launcher says so with
+    ``BSGAP_MULTIHOST=1`` (launch/: a Cloud TPU VM's workers, whose environment names no peers;
+    JAX then reads the TPU metadata). A single process does nothing.
     """
     if coordinator_address or (num_processes or 0) > 1:
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES"):
+    elif (int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES")
+          or os.environ.get("BSGAP_MULTIHOST") == "1"):
         jax.distributed.initialize()
+
+
+def barrier(name: str) -> None:
+    """Wait until every process got here (multi-host only; a no-op for one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def resolve_num_devices(requested: int) -> int:
@@ -55,8 +66,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(AXIS))
+def batch_sharded(mesh: Mesh, spec=AXIS) -> NamedSharding:
+    """Sharding of a batch: its example axis split over 'batch' (``spec=(None, AXIS)`` for a
+    stack of per-trial batches with a leading trial axis)."""
+    return NamedSharding(mesh, P(*spec) if isinstance(spec, tuple) else P(spec))
 
 
 def replicate(mesh: Mesh, tree):
@@ -64,19 +77,22 @@ def replicate(mesh: Mesh, tree):
     return jax.device_put(tree, replicated(mesh))
 
 
-def global_batch(mesh: Mesh, host_batch):
+def global_batch(mesh: Mesh, host_batch, spec=AXIS):
     """Assemble this process's rows of the global batch into global arrays sharded over 'batch'."""
-    sharding = batch_sharded(mesh)
+    sharding = batch_sharded(mesh, spec)
     return jax.tree_util.tree_map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch)
 
 
-def data_parallel(local_fn, mesh: Mesh, *, num_batch_args: int = 1, donate_state: bool = False):
+def data_parallel(local_fn, mesh: Mesh, *, num_batch_args: int = 1, donate_state: bool = False,
+                  batch_spec=AXIS):
     """jit(shard_map(local_fn)) for ``local_fn(state, *batches) -> (state', outputs)``.
 
-    The state (first argument) and every output are replicated; the batches are split over 'batch'.
+    The state (first argument) and every output are replicated; the batches are split over 'batch'
+    along their example axis (``batch_spec``, see ``batch_sharded``).
     """
-    specs_in = (P(),) + (P(AXIS),) * num_batch_args
+    spec = P(*batch_spec) if isinstance(batch_spec, tuple) else P(batch_spec)
+    specs_in = (P(),) + (spec,) * num_batch_args
     mapped = jax.shard_map(local_fn, mesh=mesh, in_specs=specs_in, out_specs=P(),
                            check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())

@@ -58,6 +58,8 @@ def validate(config) -> None:
     _check_number(config, "warmup_epochs", low=0)
     _check_number(config, "schedule_gamma", low=0, low_inclusive=False)
     _check_number(config, "seed", low=0, integer=True)
+    if config.get("data_seed") is not None:
+        _check_number(config, "data_seed", low=0, integer=True)
     _check_number(config, "target_accuracy", low=0, high=1, optional=True)
     _check_number(config, "patience_evals", low=1, integer=True, optional=True)
     _check_number(config, "log_every_steps", low=1, integer=True)

@@ -83,6 +83,9 @@ def schedule_factor_fn(*, schedule: str, total_steps: int, warmup_steps: int,
                        gamma: float = 0.1, poly_power: float = 2.0) -> Callable:
     """Multiplier of the peak lr at a step (jnp-traceable): linear warmup, then the decay.
 
+    ``factor(step)`` uses the warmup given here; ``factor(step, warmup_steps, start)`` takes them
+    as (traced) arguments, which is how per-trial warmups enter a vmapped multi-trial step.
+
     Warmup (Goyal et al. 2017 sec. 2.2, "gradual warmup") rises linearly from
     ``warmup_start_factor`` x peak at step 0 to the peak at ``warmup_steps``. The decay:
     constant; step (x gamma at each milestone); cosine / linear / poly (1 - t)^p from the end of
@@ -94,14 +97,13 @@ def schedule_factor_fn(*, schedule: str, total_steps: int, warmup_steps: int,
         raise ValueError(f"schedule={schedule!r} is not one of {SCHEDULES}")
     milestones = tuple(milestones)
 
-    def factor(step):
+    def factor(step, warmup_steps=warmup_steps, warmup_start_factor=warmup_start_factor):
+        # Warmup length and start may be traced arrays (per-trial hyperparameters).
         step = jnp.asarray(step, jnp.float32)
-        if warmup_steps > 0:
-            w = jnp.clip(step / warmup_steps, 0.0, 1.0)
-            warm = warmup_start_factor + (1.0 - warmup_start_factor) * w
-        else:
-            warm = 1.0
-        t = jnp.clip((step - warmup_steps) / max(1, total_steps - warmup_steps), 0.0, 1.0)
+        warm_len = jnp.asarray(warmup_steps, jnp.float32)
+        w = jnp.where(warm_len > 0, jnp.clip(step / jnp.maximum(warm_len, 1.0), 0.0, 1.0), 1.0)
+        warm = warmup_start_factor + (1.0 - warmup_start_factor) * w
+        t = jnp.clip((step - warm_len) / jnp.maximum(1.0, total_steps - warm_len), 0.0, 1.0)
         if schedule == "constant":
             decay = 1.0
         elif schedule == "step":

@@ -14,6 +14,10 @@ microbatches scanned with ``lax.scan``:
         |G|^2 ~ (B_big |G_big|^2 - B_small |g_small|^2) / (B_big - B_small)
         S     ~ (|g_small|^2 - |G_big|^2) / (1/B_small - 1/B_big)
     each kept as a bias-corrected EMA; B_simple = S_ema / |G|^2_ema.
+  * a step whose loss is not finite, or a trial that is no longer ``alive`` (diverged, or stopped by
+    the host), leaves the parameters, optimizer, BN and noise state unchanged (the step counter
+    counts the non-finite step, then stops): in a vmapped multi-trial program the other trials go
+    on and the stopped one keeps exactly the state a run of it alone ends with.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import optax
 from jax import lax
 
 from bsgap.layout import BatchLayout
+from bsgap.optim import current_learning_rate
 from bsgap.parallel import AXIS
 
 
@@ -36,6 +41,8 @@ class TrainState:
     batch_stats: Any
     opt_state: Any
     noise: dict                  # EMAs of the two-batch estimators: g2, s, and the EMA weight
+    seed: jnp.ndarray            # int32 scalar: the trial's seed (dropout keys)
+    alive: jnp.ndarray           # bool scalar: False once diverged or stopped; updates frozen
 
 
 def init_key(seed: int):
@@ -71,15 +78,16 @@ def _split_micro(batch, layout: BatchLayout):
 
 
 def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLayout,
-                    num_classes: int, seed: int, label_smoothing: float = 0.0,
+                    num_classes: int, label_smoothing: float = 0.0,
                     noise_ema_decay: float = 0.95, schedule_factor: Callable | None = None):
-    """Per-device ``step(state, batch) -> (state', metrics)``; run it inside ``shard_map``."""
+    """Per-device ``step(state, batch) -> (state', metrics)`` of one trial; run it inside
+    ``shard_map`` (vmapped over a leading trial axis for several trials)."""
     num_small = layout.num_devices * layout.accumulation_steps
     b_small, b_big = layout.microbatch, layout.batch_size
 
     def local_step(state: TrainState, batch):
         device = lax.axis_index(AXIS)
-        step_key = jax.random.fold_in(dropout_base_key(seed), state.step)
+        step_key = jax.random.fold_in(dropout_base_key(state.seed), state.step)
         micro = _split_micro(batch, layout)
 
         def one_microbatch(carry, inputs):
@@ -134,10 +142,16 @@ def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLay
             metrics["noise_trace_cov"] = noise["s"] / noise["weight"]
             metrics["noise_grad_norm_sq"] = noise["g2"] / noise["weight"]
         if schedule_factor is not None:
-            metrics["learning_rate"] = (state.opt_state.hyperparams["learning_rate"]
-                                        * schedule_factor(state.step))
-        new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                                  opt_state=opt_state, noise=noise)
+            metrics["learning_rate"] = current_learning_rate(state.opt_state, schedule_factor,
+                                                             state.step)
+        update = state.alive & jnp.isfinite(metrics["train_loss"])
+        keep = lambda new, old: jax.tree_util.tree_map(  # noqa: E731
+            lambda n, o: jnp.where(update, n, o), new, old)
+        new_state = state.replace(
+            step=state.step + state.alive.astype(jnp.int32), params=keep(params, state.params),
+            batch_stats=keep(batch_stats, state.batch_stats),
+            opt_state=keep(opt_state, state.opt_state), noise=keep(noise, state.noise),
+            alive=update)
         return new_state, metrics
 
     return local_step

@@ -1,5 +1,8 @@
 """CLI: python -m bsgap.train --config=configs/default.py --workdir=DIR [--config.field=value ...]
 
+With ``--config.trials="({...}, {...})"`` the K trials run as one vmapped program and DIR is the
+root of their run directories (bsgap/trials.py).
+
 Exit status 0 for a finished run (diverged included: divergence is a result); 2 with a one-paragraph
 message and no traceback for a bad config, a workdir holding another run, or missing data.
 """
@@ -32,13 +35,17 @@ def main(argv) -> int:
     from bsgap import parallel
     from bsgap.data import DataError
     from bsgap.run_config import ConfigError
-    from bsgap.trainer import train
+    from bsgap.trainer import Trainer, train
+    from bsgap.trials import expand_trials
     from bsgap.workdir import WorkdirError
 
     try:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
-        train(_CONFIG.value, _WORKDIR.value)
+        if _CONFIG.value.get("trials"):
+            Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value)).run_all()
+        else:
+            train(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, DataError, WorkdirError, ValueError) as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2

@@ -1,21 +1,28 @@
 """The training loop: init or restore, steps, evaluation, early stopping, checkpoints, summary.
 
-Timing (all wall-clock seconds, measured on process 0):
+One ``Trainer`` runs K >= 1 *trials* that share the model, dataset, batch layout and budget and
+differ only in per-trial hyperparameters (``TRIAL_FIELDS``: learning rate and its scaling rule,
+momentum, weight decay, warmup, seed, data seed, stopping rules). Their states are stacked on a
+leading trial axis and one compiled program steps them all (``vmap`` inside the per-device
+``shard_map`` step). Each trial keeps its own run directory, exactly as if it had run alone:
+config.json, metrics.jsonl, eval.jsonl, summary.json and its own checkpoints (its slice of the
+stacked state). A trial that diverges or stops is frozen on the device while the others go on.
+A plain run is the K = 1 case.
+
+Timing (wall-clock seconds, measured on process 0, shared by the trials of one program):
   * ``compile_seconds``: ahead-of-time compilation of the train step (and the memory search);
   * ``train_seconds``: time inside training-step intervals, excluding compilation, evaluation and
     checkpointing -- ``seconds_to_target`` is this clock at the first evaluation that reaches
     ``target_accuracy``;
   * ``examples_per_second``: steady state, over all log intervals except the first one of each
-    process lifetime (which includes first-execution overhead).
+    process lifetime (which includes first-execution overhead); with K trials, per trial.
 Metrics are fetched from the devices only at log/eval/checkpoint boundaries, so steps dispatch
 asynchronously in between.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import platform
 import sys
 import time
 
@@ -26,79 +33,118 @@ import numpy as np
 from bsgap import logbook, parallel, run_config
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
+from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.memory import choose_microbatch, device_memory_limit
-from bsgap.models import create_model
-from bsgap.optim import make_optimizer
+from bsgap.optim import make_optimizer, set_hyperparams
+from bsgap.restore import model_from_config
 from bsgap.scaling import schedule_factor_fn
-from bsgap.step import (TrainState, init_key, init_noise_state, make_eval_step,
-                        make_train_step)
-from bsgap.workdir import check_workdir, plain_config
+from bsgap.step import TrainState, init_key, init_noise_state, make_eval_step, make_train_step
+from bsgap.workdir import WorkdirError, check_workdir, environment, plain_config
 
-_MEAN_KEYS = ("train_loss", "train_accuracy", "grad_norm")
-_LAST_KEYS = ("learning_rate", "b_simple", "noise_trace_cov", "noise_grad_norm_sq")
-
-
-@dataclasses.dataclass
-class HostState:
-    """Trainer state that lives on the host; saved with every checkpoint as JSON."""
-
-    status: str = "running"
-    best_eval_accuracy: float | None = None
-    best_eval_step: int | None = None
-    final_eval_accuracy: float | None = None
-    final_eval_loss: float | None = None
-    evals_since_best: int = 0
-    steps_to_target: int | None = None
-    examples_to_target: int | None = None
-    seconds_to_target: float | None = None
-    train_seconds: float = 0.0
-    steady_seconds: float = 0.0
-    steady_examples: int = 0
-    diverged_at_step: int | None = None
-    pending: dict = dataclasses.field(default_factory=dict)  # sums since the last metrics record
+TRIAL_FIELDS = ("learning_rate", "lr_scaling", "momentum", "weight_decay", "warmup_epochs",
+                "seed", "data_seed", "target_accuracy", "stop_at_target", "patience_evals")
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     if parallel.is_main_process():
         from tqdm import tqdm
 
         tqdm.write(f"[bsgap] {message}", file=sys.stderr)
 
 
-def _environment(num_devices: int) -> dict:
-    import flax
-    import optax
+def data_seed(config) -> int:
+    return config.seed if config.get("data_seed") is None else config.data_seed
 
-    return {"num_devices": num_devices, "num_processes": jax.process_count(),
-            "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
-            "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "python": platform.python_version()}
+
+def check_shareable(configs) -> None:
+    """Trials share one program only if every field outside TRIAL_FIELDS is equal."""
+    first = {k: v for k, v in plain_config(configs[0]).items() if k not in TRIAL_FIELDS}
+    for i, config in enumerate(configs[1:], 1):
+        other = {k: v for k, v in plain_config(config).items() if k not in TRIAL_FIELDS}
+        diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        if diff:
+            raise run_config.ConfigError(
+                f"trial {i} differs from trial 0 in {diff}; trials in one program may differ only "
+                f"in {TRIAL_FIELDS}")
+
+
+@dataclasses.dataclass
+class Trial:
+    config: object
+    workdir: str
+    resolved: run_config.Resolved
+    host: HostState = dataclasses.field(default_factory=HostState)
+    book: logbook.Logbook | None = None
+    checkpointer: Checkpointer | None = None
+    stream: object = None
+    start_step: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.host.status == "running"
 
 
 class Trainer:
-    """One run: ``Trainer(config, workdir).run()`` returns the summary dict."""
+    """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
+    .run_all()`` for K trials in one compiled program."""
 
     def __init__(self, config, workdir: str):
-        run_config.validate(config)
-        self.config, self.workdir = config, os.path.abspath(workdir)
-        self.mode = check_workdir(self.workdir, config)
-        # Every process decides new/resume before process 0 creates files in the workdir.
-        parallel.barrier("bsgap: workdir checked")
-        self.num_devices = parallel.resolve_num_devices(config.num_devices)
-        self.data = load_dataset_from_config(config, process_count=jax.process_count())
-        self.resolved = run_config.resolve(
-            config, num_devices=self.num_devices, num_processes=jax.process_count(),
-            num_train_examples=self.data.train.num_examples,
-            num_eval_examples=self.data.eval.num_examples, num_classes=self.data.num_classes)
+        self._setup([(config, workdir)])
+
+    @classmethod
+    def for_trials(cls, specs):
+        trainer = cls.__new__(cls)
+        trainer._setup(list(specs))
+        return trainer
+
+    def _setup(self, specs):
+        if not specs:
+            raise run_config.ConfigError("no trials given")
+        for config, _ in specs:
+            run_config.validate(config)
+        configs = [c for c, _ in specs]
+        check_shareable(configs)
+        workdirs = [os.path.abspath(w) for _, w in specs]
+        if len(set(workdirs)) != len(workdirs):
+            raise WorkdirError(f"two trials share a workdir: {workdirs}")
+        self.modes = [check_workdir(w, c) for c, w in specs]
+        self.config = configs[0]
+        self.num_devices = parallel.resolve_num_devices(self.config.num_devices)
+        self.data = load_dataset_from_config(self.config, jax.process_count())
+        self.trials = []
+        for config, workdir in zip(configs, workdirs):
+            resolved = run_config.resolve(
+                config, num_devices=self.num_devices, num_processes=jax.process_count(),
+                num_train_examples=self.data.train.num_examples,
+                num_eval_examples=self.data.eval.num_examples, num_classes=self.data.num_classes)
+            self.trials.append(Trial(config, workdir, resolved))
+        self.resolved = self.trials[0].resolved
+        self.workdir = workdirs[0]
+        self.shared_data = len({data_seed(c) for c in configs}) == 1
         self.main = parallel.is_main_process()
 
+    @property
+    def num_trials(self) -> int:
+        return len(self.trials)
+
     # ----------------------------------------------------------------------------- setup
+    def _init_trial_state(self, trial: Trial, sample) -> TrainState:
+        c, r = trial.config, trial.resolved
+        variables = self.model.init(init_key(c.seed), sample, train=False)
+        params = variables["params"]
+        opt_state = set_hyperparams(
+            self.tx.init(params), learning_rate=r.scaled_learning_rate, momentum=c.momentum,
+            weight_decay=c.weight_decay, warmup_steps=r.warmup_steps,
+            warmup_start_factor=r.warmup_start_factor)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          batch_stats=variables.get("batch_stats", {}), opt_state=opt_state,
+                          noise=init_noise_state(), seed=jnp.asarray(c.seed, jnp.int32),
+                          alive=jnp.asarray(True))
+
     def _build(self):
         c, r = self.config, self.resolved
-        self.model = create_model(
-            c.model, num_classes=r.num_classes, normalization=c.normalization,
-            ghost_batch_size=r.layout.bn_group if c.normalization == "ghost" else None,
-            dropout_rate=c.dropout_rate, dtype=c.dtype, **dict(c.model_kwargs))
+        self.model = model_from_config(c, {"layout": r.layout.to_json(),
+                                           "num_classes": r.num_classes})
         self.schedule_factor = schedule_factor_fn(
             schedule=c.schedule, total_steps=r.total_steps, warmup_steps=r.warmup_steps,
             warmup_start_factor=r.warmup_start_factor, milestones=r.milestone_steps,
@@ -108,52 +154,67 @@ class Trainer:
             momentum=c.momentum, weight_decay=c.weight_decay, decay_all=c.decay_all_params)
         self.mesh = parallel.make_mesh(self.num_devices)
         sample = jnp.asarray(self.data.sample_images(r.layout.bn_group or 1))
-        variables = self.model.init(init_key(c.seed), sample, train=False)
-        params = variables["params"]
-        state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                           batch_stats=variables.get("batch_stats", {}),
-                           opt_state=self.tx.init(params), noise=init_noise_state())
+        states = [self._init_trial_state(t, sample) for t in self.trials]
         # Host copies first: leaves that share one buffer (e.g. equal zeros) cannot both be donated.
-        self.state = parallel.replicate(self.mesh, jax.tree_util.tree_map(np.array, state))
-        self.eval_fn = parallel.data_parallel(
-            make_eval_step(model=self.model, num_classes=r.num_classes), self.mesh)
+        stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                                         *states)
+        self.state = parallel.replicate(self.mesh, stacked)
+        local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
+        self.eval_fn = parallel.data_parallel(jax.vmap(local_eval, in_axes=(0, None)), self.mesh)
+
+    def _batch_spec(self):
+        return parallel.AXIS if self.shared_data else (None, parallel.AXIS)
 
     def _compile(self):
         c, r = self.config, self.resolved
-        spec = self.data.element_spec  # {name: (per-example shape, dtype)}
-        sharding = parallel.batch_sharded(self.mesh)
+        spec = self.data.element_spec
+        sharding = parallel.batch_sharded(self.mesh, self._batch_spec())
+        lead = (c.batch_size,) if self.shared_data else (self.num_trials, c.batch_size)
 
         def compile_for(layout):
             local = make_train_step(model=self.model, tx=self.tx, layout=layout,
-                                    num_classes=r.num_classes, seed=c.seed,
-                                    label_smoothing=c.label_smoothing,
+                                    num_classes=r.num_classes, label_smoothing=c.label_smoothing,
                                     noise_ema_decay=c.noise_ema_decay,
                                     schedule_factor=self.schedule_factor)
-            fn = parallel.data_parallel(local, self.mesh, donate_state=True)
-            batch = {k: jax.ShapeDtypeStruct((c.batch_size,) + tuple(shape), dtype,
-                                             sharding=sharding)
+            trials_step = jax.vmap(local, in_axes=(0, None if self.shared_data else 0))
+            fn = parallel.data_parallel(trials_step, self.mesh, donate_state=True,
+                                        batch_spec=self._batch_spec())
+            batch = {k: jax.ShapeDtypeStruct(lead + tuple(shape), dtype, sharding=sharding)
                      for k, (shape, dtype) in spec.items()}
             return fn.lower(self.state, batch).compile()
 
         start = time.perf_counter()
         limit = c.memory_limit_bytes or device_memory_limit()
         layout, self.step_fn, self.step_bytes = choose_microbatch(
-            r.layout, compile_for, auto=c.microbatch_size == "auto", limit_bytes=limit, log=_say)
-        self.resolved = dataclasses.replace(r, layout=layout)
+            r.layout, compile_for, auto=c.microbatch_size == "auto", limit_bytes=limit, log=say)
+        for trial in self.trials:
+            trial.resolved = dataclasses.replace(trial.resolved, layout=layout)
+        self.resolved = self.trials[0].resolved
         self.compile_seconds = time.perf_counter() - start
 
+    # ----------------------------------------------------------------------------- state slices
+    def trial_state(self, k: int = 0):
+        """Trial k's state (no trial axis), on the devices."""
+        return jax.tree_util.tree_map(lambda x: x[k], self.state)
+
+    def _set_trial_state(self, k: int, trial_state) -> None:
+        self.state = jax.tree_util.tree_map(lambda full, x: full.at[k].set(x), self.state,
+                                            trial_state)
+
+    def _freeze(self, k: int) -> None:
+        self.state = self.state.replace(alive=self.state.alive.at[k].set(False))
+
     # ----------------------------------------------------------------------------- records
-    def _write_config(self):
+    def _write_config(self, trial: Trial):
         if not self.main:
             return
-        os.makedirs(self.workdir, exist_ok=True)
-        logbook.write_json_atomic(os.path.join(self.workdir, logbook.CONFIG_FILE), {
-            "config": plain_config(self.config), "resolved": self.resolved.to_json(),
-            "environment": _environment(self.num_devices),
+        logbook.write_json_atomic(os.path.join(trial.workdir, logbook.CONFIG_FILE), {
+            "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
+            "environment": environment(self.num_devices, self.num_trials),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
 
-    def _summary(self, host: HostState, step: int) -> dict:
-        c, r = self.config, self.resolved
+    def _summary(self, trial: Trial, step: int) -> dict:
+        c, r, host = trial.config, trial.resolved, trial.host
         return {
             "status": host.status, "steps": step, "examples": step * c.batch_size,
             "epochs": step * c.batch_size / r.num_train_examples, "total_steps": r.total_steps,
@@ -168,155 +229,169 @@ class Trainer:
             "examples_per_second": (host.steady_examples / host.steady_seconds
                                     if host.steady_seconds > 0 else None),
             "train_seconds": host.train_seconds, "compile_seconds": self.compile_seconds,
-            "diverged_at_step": host.diverged_at_step,
+            "diverged_at_step": host.diverged_at_step, "trials_in_program": self.num_trials,
         }
 
-    # ----------------------------------------------------------------------------- loop pieces
-    def evaluate(self, state) -> dict:
-        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+    def evaluate(self, state) -> list[dict]:
+        """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
+        totals = np.zeros((3, self.num_trials))
         for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
                                             jax.process_count()):
             sums = jax.device_get(self.eval_fn(state, parallel.global_batch(self.mesh, batch)))
-            for k in totals:
-                totals[k] += float(sums[k])
-        count = int(round(totals["count"]))
-        return {"loss": totals["loss_sum"] / count, "accuracy": totals["correct"] / count,
-                "num_examples": count}
+            totals += np.stack([sums["loss_sum"], sums["correct"], sums["count"]])
+        count = int(round(totals[2, 0]))
+        return [{"loss": float(totals[0, k] / count), "accuracy": float(totals[1, k] / count),
+                 "num_examples": count} for k in range(self.num_trials)]
 
-    def _flush(self, host: HostState, fetched: list[dict], step: int, interval_seconds: float,
-               logbook_: logbook.Logbook, first_interval: bool) -> dict | None:
-        """Fold fetched step metrics into the pending sums; write a record at log steps."""
-        c = self.config
-        pend = host.pending
-        for i, m in enumerate(fetched):
-            loss = float(m["train_loss"])
-            if not math.isfinite(loss):
-                host.status = "diverged"
-                host.diverged_at_step = step - len(fetched) + i + 1
-                return None
-            pend["count"] = pend.get("count", 0) + 1
-            for k in _MEAN_KEYS:
-                pend[k] = pend.get(k, 0.0) + float(m[k])
-            for k in _LAST_KEYS:
-                if k in m:
-                    pend[k] = float(m[k])
-        pend["seconds"] = pend.get("seconds", 0.0) + interval_seconds
-        host.train_seconds += interval_seconds
-        if not first_interval:
-            host.steady_seconds += interval_seconds
-            host.steady_examples += len(fetched) * c.batch_size
-        if step % c.log_every_steps and step != self.resolved.total_steps:
-            return None
-        n = pend.pop("count")
-        seconds = pend.pop("seconds")
-        record = {"step": step, "examples": step * c.batch_size,
-                  "epoch": step * c.batch_size / self.resolved.num_train_examples,
-                  "examples_per_second": n * c.batch_size / seconds if seconds > 0 else None}
-        for k in _MEAN_KEYS:
-            record[k] = pend.pop(k) / n
-        record.update({k: pend.pop(k) for k in _LAST_KEYS if k in pend})
-        logbook_.train(record)
-        return record
-
-    def _after_eval(self, host: HostState, step: int, result: dict) -> None:
-        c = self.config
-        acc = result["accuracy"]
-        host.final_eval_accuracy, host.final_eval_loss = acc, result["loss"]
-        if host.best_eval_accuracy is None or acc > host.best_eval_accuracy:
-            host.best_eval_accuracy, host.best_eval_step, host.evals_since_best = acc, step, 0
-        else:
-            host.evals_since_best += 1
-        if c.target_accuracy is not None and host.steps_to_target is None \
-                and acc >= c.target_accuracy:
-            host.steps_to_target, host.examples_to_target = step, step * c.batch_size
-            host.seconds_to_target = host.train_seconds
-            if c.stop_at_target:
-                host.status = "target_reached"
-        if c.patience_evals and host.evals_since_best >= c.patience_evals \
-                and host.status == "running":
-            host.status = "early_stopped"
+    # ----------------------------------------------------------------------------- resume
+    def _restore(self) -> None:
+        """Load every trial's latest checkpoint; finished trials are restored frozen."""
+        abstract = abstract_like(self.trial_state(0))
+        running_steps = set()
+        for k, trial in enumerate(self.trials):
+            trial.checkpointer = Checkpointer(trial.workdir, max_to_keep=trial.config.keep_checkpoints)
+            summary_path = os.path.join(trial.workdir, logbook.SUMMARY_FILE)
+            finished = (self.modes[k] == "resume" and os.path.exists(summary_path)
+                        and logbook.read_json(summary_path).get("status") in logbook.FINAL_STATUSES)
+            latest = trial.checkpointer.latest_step() if self.modes[k] == "resume" else None
+            if latest is not None:
+                state, meta = trial.checkpointer.restore(latest, abstract)
+                self._set_trial_state(k, state)
+                trial.host, trial.start_step = HostState(**meta), latest
+            if finished:
+                trial.host.status = logbook.read_json(summary_path)["status"]
+                self._freeze(k)
+            else:
+                running_steps.add(trial.start_step)
+        if len(running_steps) > 1:
+            raise WorkdirError("the unfinished trials were checkpointed at different steps "
+                               f"{sorted(running_steps)}; run them separately to resume")
 
     # ----------------------------------------------------------------------------- run
     def run(self) -> dict:
-        c, r = self.config, self.resolved
+        if self.num_trials != 1:
+            raise ValueError("run() is for one trial; use run_all() for several")
+        return self.run_all()[0]
+
+    def run_all(self) -> list[dict]:
+        c = self.config
         self._build()
         self._compile()
-        r = self.resolved
-        checkpointer = Checkpointer(self.workdir, max_to_keep=c.keep_checkpoints)
-        host, step = HostState(), 0
-        latest = checkpointer.latest_step() if self.mode == "resume" else None
-        if latest is not None:
-            self.state, meta = checkpointer.restore(latest, abstract_like(self.state))
-            host = HostState(**meta)
-            step = latest
-            if host.status != "running":
-                _say(f"run in {self.workdir} already finished ({host.status}); nothing to do")
-                checkpointer.close()
-                return logbook.read_json(os.path.join(self.workdir, logbook.SUMMARY_FILE))
-            _say(f"resuming from the checkpoint at step {step}")
-        if self.main:
-            os.makedirs(self.workdir, exist_ok=True)
-            for name in (logbook.METRICS_FILE, logbook.EVAL_FILE):
-                logbook.truncate_jsonl(os.path.join(self.workdir, name), step)
-        self._write_config()
-        lay = r.layout
-        _say(f"{c.model} on {c.dataset}: B={c.batch_size} = {lay.num_devices} devices x "
-             f"{lay.accumulation_steps} microbatches x {lay.microbatch} (BN group {lay.bn_group});"
-             f" lr {r.scaled_learning_rate:.4g} ({c.lr_scaling}); {r.total_steps} steps "
-             f"({r.epochs:.2f} epochs); compiled in {self.compile_seconds:.1f}s")
-
-        book = logbook.Logbook(self.workdir, enabled=self.main, tensorboard=c.tensorboard)
-        stream = self.data.train_stream(c.batch_size, c.seed, jax.process_index(),
-                                        jax.process_count())
+        self._restore()
+        active = [t for t in self.trials if t.running]
+        if not active:
+            say("every trial already finished; nothing to do")
+            return [logbook.read_json(os.path.join(t.workdir, logbook.SUMMARY_FILE))
+                    for t in self.trials]
+        step = active[0].start_step
+        total = self.resolved.total_steps
+        for trial in active:
+            if trial.start_step:
+                say(f"{trial.workdir}: resuming from the checkpoint at step {trial.start_step}")
+            if self.main:
+                os.makedirs(trial.workdir, exist_ok=True)
+                for name in (logbook.METRICS_FILE, logbook.EVAL_FILE):
+                    logbook.truncate_jsonl(os.path.join(trial.workdir, name), step)
+            self._write_config(trial)
+            trial.book = logbook.Logbook(trial.workdir, enabled=self.main,
+                                         tensorboard=c.tensorboard)
+        self._announce()
+        streams = [self.data.train_stream(c.batch_size, data_seed(t.config), jax.process_index(),
+                                          jax.process_count())
+                   for t in (self.trials[:1] if self.shared_data else self.trials)]
         from tqdm import tqdm
 
-        bar = tqdm(total=r.total_steps, initial=step, unit="step", file=sys.stderr,
+        bar = tqdm(total=total, initial=step, unit="step", file=sys.stderr,
                    disable=not (c.progress_bar and self.main), dynamic_ncols=True)
         pending, first_interval = [], True
         t_last = time.perf_counter()
-        while step < r.total_steps and host.status == "running":
+        while step < total and any(t.running for t in self.trials):
+            host_batch = (streams[0].batch(step) if self.shared_data else
+                          jax.tree_util.tree_map(lambda *xs: np.stack(xs),
+                                                 *[s.batch(step) for s in streams]))
             self.state, metrics = self.step_fn(
-                self.state, parallel.global_batch(self.mesh, stream.batch(step)))
+                self.state, parallel.global_batch(self.mesh, host_batch, self._batch_spec()))
             pending.append(metrics)
             step += 1
-            do_eval = step % r.eval_every_steps == 0 or step == r.total_steps
-            do_ckpt = (c.checkpoint_every_steps and step % c.checkpoint_every_steps == 0)
-            if not (step % c.log_every_steps == 0 or do_eval or do_ckpt
-                    or step == r.total_steps):
+            do_eval = step % self.resolved.eval_every_steps == 0 or step == total
+            do_ckpt = bool(c.checkpoint_every_steps) and step % c.checkpoint_every_steps == 0
+            if not (step % c.log_every_steps == 0 or do_eval or do_ckpt or step == total):
                 continue
             fetched = jax.device_get(pending)
-            now = time.perf_counter()
-            record = self._flush(host, fetched, step, now - t_last, book, first_interval)
+            seconds = time.perf_counter() - t_last
             bar.update(len(pending))
+            self._boundary(fetched, step, seconds, first_interval, do_eval, do_ckpt, bar)
             pending, first_interval = [], False
-            if host.status == "diverged":
-                _say(f"non-finite loss at step {host.diverged_at_step}: stopping (diverged)")
-                break
-            if record is not None:
-                bar.set_postfix(loss=f"{record['train_loss']:.4f}",
-                                acc=f"{record['train_accuracy']:.3f}",
-                                ex_s=f"{record['examples_per_second'] or 0:,.0f}")
-            if do_eval:
-                result = self.evaluate(self.state)
-                book.eval({"step": step, "examples": step * c.batch_size,
-                           "split": c.eval_split, **result})
-                self._after_eval(host, step, result)
-                bar.set_postfix_str(f"eval acc {result['accuracy']:.4f}", refresh=True)
-            if step == r.total_steps and host.status == "running":
-                host.status = "complete"
-            if do_ckpt or host.status != "running":
-                checkpointer.save(step, self.state, dataclasses.asdict(host))
             t_last = time.perf_counter()
         bar.close()
-        if host.status == "diverged":
-            checkpointer.wait()
-        checkpointer.close()
-        summary = self._summary(host, step)
-        book.summary(summary)
-        book.close()
-        _say(f"{summary['status']}: best eval accuracy {summary['best_eval_accuracy']}, "
-             f"{summary['examples_per_second'] or 0:,.0f} examples/s; run in {self.workdir}")
-        return summary
+        return self._finish(step)
+
+    def _announce(self):
+        c, r = self.config, self.resolved
+        lay = r.layout
+        trials = f"; {self.num_trials} trials in one program" if self.num_trials > 1 else ""
+        say(f"{c.model} on {c.dataset}: B={c.batch_size} = {lay.num_devices} devices x "
+            f"{lay.accumulation_steps} microbatches x {lay.microbatch} (BN group {lay.bn_group});"
+            f" lr {r.scaled_learning_rate:.4g} ({c.lr_scaling}); {r.total_steps} steps "
+            f"({r.epochs:.2f} epochs); compiled in {self.compile_seconds:.1f}s{trials}")
+
+    def _boundary(self, fetched, step, seconds, first_interval, do_eval, do_ckpt, bar):
+        """Log, evaluate, stop and checkpoint the running trials at a fetch boundary."""
+        c, total = self.config, self.resolved.total_steps
+        running = [(k, t) for k, t in enumerate(self.trials) if t.running]
+        for k, trial in running:
+            mine = [jax.tree_util.tree_map(lambda x: x[k], m) for m in fetched]
+            record = flush_metrics(trial.host, mine, step, seconds, first_interval,
+                                   batch_size=c.batch_size, log_every=c.log_every_steps,
+                                   total_steps=total,
+                                   num_train_examples=trial.resolved.num_train_examples)
+            if record is not None:
+                trial.book.train(record)
+                if k == 0:
+                    bar.set_postfix(loss=f"{record['train_loss']:.4f}",
+                                    acc=f"{record['train_accuracy']:.3f}",
+                                    ex_s=f"{record['examples_per_second'] or 0:,.0f}")
+            if trial.host.status == "diverged":
+                say(f"{trial.workdir}: non-finite loss at step {trial.host.diverged_at_step}: "
+                    "diverged")
+        if do_eval:
+            live = [(k, t) for k, t in running if t.running]
+            results = self.evaluate(self.state) if live else []
+            for k, trial in live:
+                trial.book.eval({"step": step, "examples": step * c.batch_size,
+                                 "split": c.eval_split, **results[k]})
+                update_after_eval(trial.host, trial.config, step, results[k])
+            if live:
+                bar.set_postfix_str(f"eval acc {results[live[0][0]]['accuracy']:.4f}",
+                                    refresh=True)
+        for k, trial in running:
+            if step == total and trial.running:
+                trial.host.status = "complete"
+            if not trial.running:
+                self._freeze(k)
+            if trial.host.status != "diverged" and (do_ckpt or not trial.running):
+                trial.checkpointer.save(step, self.trial_state(k), dataclasses.asdict(trial.host))
+            if not trial.running:
+                self._close_trial(trial, step)
+
+    def _close_trial(self, trial: Trial, step: int) -> None:
+        trial.checkpointer.close()
+        summary = self._summary(trial, step)
+        trial.book.summary(summary)
+        trial.book.close()
+        trial.summary = summary
+        say(f"{summary['status']}: best eval accuracy {summary['best_eval_accuracy']}, "
+            f"{summary['examples_per_second'] or 0:,.0f} examples/s; run in {trial.workdir}")
+
+    def _finish(self, step: int) -> list[dict]:
+        out = []
+        for trial in self.trials:
+            if trial.book is None:  # finished before this process started
+                trial.checkpointer.close()
+                out.append(logbook.read_json(os.path.join(trial.workdir, logbook.SUMMARY_FILE)))
+            else:
+                out.append(trial.summary)
+        return out
 
 
 def train(config, workdir: str) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 
 from bsgap import logbook
 
@@ -51,3 +52,15 @@ def check_workdir(workdir: str, config) -> str:
             f"overwritten. Differences: {'; '.join(differences)}. Use a new --workdir, or rerun "
             "with the run's own config to resume it")
     return "resume"
+
+
+def environment(num_devices: int, trials_in_program: int = 1) -> dict:
+    """Where a run ran: devices, platform and library versions (config.json's 'environment')."""
+    import flax
+    import jax
+    import optax
+
+    return {"num_devices": num_devices, "num_processes": jax.process_count(),
+            "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
+            "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+            "python": platform.python_version(), "trials_in_program": trials_in_program}

@@ -57,6 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_steps = placeholder(object)
     c.num_epochs = 30
     c.seed = 0
+    c.data_seed = placeholder(object)   # data order (None: seed); equal data seeds share batches
+    c.trials = placeholder(object)      # tuple of dicts of per-trial overrides: K trials, one program
     # Evaluation, stopping, logging.
     c.target_accuracy = placeholder(object)    # fraction; records steps/examples/seconds to it
     c.target_accuracy = 0.9

@@ -32,7 +32,7 @@ def _config(data_dir, **layout):
 def _run(config, workdir):
     trainer = Trainer(config, str(workdir))
     trainer.run()
-    state = jax.device_get(trainer.state)
+    state = jax.device_get(trainer.trial_state(0))
     evals = logbook.read_jsonl(str(workdir / logbook.EVAL_FILE))
     return trainer, state, evals[-1]
 
@@ -44,7 +44,7 @@ def _reference(config, data):
     variables = model.init(init_key(config.seed), jnp.asarray(data.train.arrays["image"][:8]),
                            train=False)
     params, stats = variables["params"], variables["batch_stats"]
-    tx = make_optimizer(name="momentum", peak_lr=0.1, schedule_factor=lambda s: 1.0,
+    tx = make_optimizer(name="momentum", peak_lr=0.1, schedule_factor=lambda s, *_: 1.0,
                         momentum=0.9, weight_decay=1e-3)
     opt_state = tx.init(params)
     stream = TrainStream(data.train, 64, config.seed)
@@ -119,4 +119,4 @@ def test_gradient_is_mean_not_sum_over_devices(data_dir, tmp_path):
 
     grads = jax.grad(loss_fn)(variables["params"])
     expected = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, variables["params"], grads)
-    _assert_trees_close(jax.device_get(trainer.state.params), expected, rtol=2e-5, atol=2e-6)
+    _assert_trees_close(jax.device_get(trainer.trial_state(0).params), expected, rtol=2e-5, atol=2e-6)

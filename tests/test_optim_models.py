@@ -12,7 +12,7 @@ GRADS = {"dense": {"kernel": jnp.array([[0.1, 0.2]]), "bias": jnp.array([1.0, -1
 
 
 def _two_updates(name, **kw):
-    tx = make_optimizer(name=name, peak_lr=0.1, schedule_factor=lambda s: 1.0, momentum=0.9,
+    tx = make_optimizer(name=name, peak_lr=0.1, schedule_factor=lambda s, *_: 1.0, momentum=0.9,
                         weight_decay=0.01, **kw)
     state = tx.init(PARAMS)
     u1, state = tx.update(GRADS, state, PARAMS)
@@ -44,7 +44,7 @@ def test_adam_first_step_is_sign_times_lr():
 
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match=r"optimizer='lamb' is not one of"):
-        make_optimizer(name="lamb", peak_lr=0.1, schedule_factor=lambda s: 1.0, momentum=0.9,
+        make_optimizer(name="lamb", peak_lr=0.1, schedule_factor=lambda s, *_: 1.0, momentum=0.9,
                        weight_decay=0.0)
 
 

@@ -15,7 +15,7 @@ def test_load_run_reproduces_final_eval(data_dir, tmp_path):
     trainer.run()
     run = load_run(str(tmp_path))
     assert run.step == 20 and run.config.batch_size == 32
-    for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(trainer.state.params)),
+    for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(trainer.trial_state(0).params)),
                     jax.tree_util.tree_leaves(run.params)):
         np.testing.assert_array_equal(a, b)
     logits = run.model.apply(run.variables(), run.data.eval.arrays["image"], train=False)

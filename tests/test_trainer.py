@@ -132,11 +132,11 @@ def test_eval_counts_every_example_once(data_dir, tmp_path, eval_batch):
     trainer = Trainer(tiny_config(data_dir, num_steps=1, eval_batch_size=eval_batch,
                                   num_devices=8), str(tmp_path))
     trainer.run()
-    result = trainer.evaluate(trainer.state)
+    result = trainer.evaluate(trainer.state)[0]
     assert result["num_examples"] == 360
     # Independent computation on the host, over the whole split at once.
     data = trainer.data.eval.arrays
-    logits = trainer.model.apply({"params": jax.device_get(trainer.state.params)},
+    logits = trainer.model.apply({"params": jax.device_get(trainer.trial_state(0).params)},
                                  data["image"], train=False)
     expected = float(np.mean(np.argmax(np.asarray(logits), -1) == data["label"]))
     assert result["accuracy"] == pytest.approx(expected, abs=1e-6)

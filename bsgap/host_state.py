@@ -1,0 +1,85 @@
+"""Trainer state that lives on the host (one per trial), and how metrics update it.
+
+It is saved with every checkpoint as JSON, so a resumed run continues its best-accuracy,
+patience, time-to-target and pending log-interval sums exactly where the checkpoint left them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+MEAN_KEYS = ("train_loss", "train_accuracy", "grad_norm")
+LAST_KEYS = ("learning_rate", "b_simple", "noise_trace_cov", "noise_grad_norm_sq")
+
+
+@dataclasses.dataclass
+class HostState:
+    status: str = "running"
+    best_eval_accuracy: float | None = None
+    best_eval_step: int | None = None
+    final_eval_accuracy: float | None = None
+    final_eval_loss: float | None = None
+    evals_since_best: int = 0
+    steps_to_target: int | None = None
+    examples_to_target: int | None = None
+    seconds_to_target: float | None = None
+    train_seconds: float = 0.0
+    steady_seconds: float = 0.0
+    steady_examples: int = 0
+    diverged_at_step: int | None = None
+    pending: dict = dataclasses.field(default_factory=dict)  # sums since the last metrics record
+
+
+def flush_metrics(host: HostState, fetched: list[dict], step: int, interval_seconds: float,
+                  first_interval: bool, *, batch_size: int, log_every: int, total_steps: int,
+                  num_train_examples: int) -> dict | None:
+    """Fold one trial's fetched per-step metrics (``step`` is the last one's) into the pending
+    sums; return the metrics record at log steps (and the last step), else None. A non-finite loss
+    sets status 'diverged' and the step it happened at."""
+    pend = host.pending
+    for i, m in enumerate(fetched):
+        loss = float(m["train_loss"])
+        if not math.isfinite(loss):
+            host.status = "diverged"
+            host.diverged_at_step = step - len(fetched) + i + 1
+            return None
+        pend["count"] = pend.get("count", 0) + 1
+        for k in MEAN_KEYS:
+            pend[k] = pend.get(k, 0.0) + float(m[k])
+        for k in LAST_KEYS:
+            if k in m:
+                pend[k] = float(m[k])
+    pend["seconds"] = pend.get("seconds", 0.0) + interval_seconds
+    host.train_seconds += interval_seconds
+    if not first_interval:
+        host.steady_seconds += interval_seconds
+        host.steady_examples += len(fetched) * batch_size
+    if step % log_every and step != total_steps:
+        return None
+    n, seconds = pend.pop("count"), pend.pop("seconds")
+    record = {"step": step, "examples": step * batch_size,
+              "epoch": step * batch_size / num_train_examples,
+              "examples_per_second": n * batch_size / seconds if seconds > 0 else None}
+    for k in MEAN_KEYS:
+        record[k] = pend.pop(k) / n
+    record.update({k: pend.pop(k) for k in LAST_KEYS if k in pend})
+    return record
+
+
+def update_after_eval(host: HostState, config, step: int, result: dict) -> None:
+    """Best accuracy, first crossing of the target (steps, examples, train seconds), stopping."""
+    acc = result["accuracy"]
+    host.final_eval_accuracy, host.final_eval_loss = acc, result["loss"]
+    if host.best_eval_accuracy is None or acc > host.best_eval_accuracy:
+        host.best_eval_accuracy, host.best_eval_step, host.evals_since_best = acc, step, 0
+    else:
+        host.evals_since_best += 1
+    target = config.target_accuracy
+    if target is not None and host.steps_to_target is None and acc >= target:
+        host.steps_to_target, host.examples_to_target = step, step * config.batch_size
+        host.seconds_to_target = host.train_seconds
+        if config.stop_at_target:
+            host.status = "target_reached"
+    if config.patience_evals and host.evals_since_best >= config.patience_evals \
+            and host.status == "running":
+        host.status = "early_stopped"

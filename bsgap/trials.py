@@ -1,0 +1,51 @@
+"""Several trials of one batch size in one compiled program (``--config.trials``).
+
+``config.trials`` is a tuple of dicts of per-trial overrides, e.g.
+``--config.trials="({'learning_rate': 0.05, 'seed': 0}, {'learning_rate': 0.1, 'seed': 1})"``.
+Only ``TRIAL_FIELDS`` may be overridden (everything else defines the shared program). Trial ``k``
+runs in ``WORKDIR/<name>``, where ``name`` is the dict's ``'name'`` entry or is made from the
+overrides (``learning_rate=0.05,seed=0`` -> ``learning_rate0.05-seed0``), and its config.json holds
+the base config with its overrides applied and ``trials=None``: exactly the config.json of the
+same trial run alone, so sweeps and analysis treat both the same.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+from bsgap.run_config import ConfigError
+from bsgap.trainer import TRIAL_FIELDS
+
+
+def trial_name(overrides: dict) -> str:
+    if "name" in overrides:
+        return str(overrides["name"])
+    parts = [f"{k}{v}" for k, v in sorted(overrides.items())]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) or "trial"
+
+
+def expand_trials(config, root: str) -> list[tuple]:
+    """(config, workdir) per trial of ``config.trials``."""
+    trials = config.get("trials")
+    if not isinstance(trials, (list, tuple)) or not trials:
+        raise ConfigError(f"trials={trials!r} must be a non-empty tuple of dicts of overrides")
+    specs, names = [], set()
+    for i, overrides in enumerate(trials):
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"trials[{i}]={overrides!r} must be a dict of overrides")
+        bad = sorted(set(overrides) - set(TRIAL_FIELDS) - {"name"})
+        if bad:
+            raise ConfigError(f"trials[{i}] overrides {bad}; trials in one program may differ "
+                              f"only in {TRIAL_FIELDS}")
+        trial = copy.deepcopy(config)
+        trial.trials = None
+        for key, value in overrides.items():
+            if key != "name":
+                trial[key] = value
+        name = trial_name(overrides)
+        if name in names:
+            raise ConfigError(f"two trials are both named {name!r}; give them distinct 'name's")
+        names.add(name)
+        specs.append((trial, os.path.join(root, name)))
+    return specs

@@ -1,0 +1,94 @@
+"""K trials vmapped in one program equal the same K trials run one by one (issue 7): parameters,
+BN statistics, metrics and evaluations, with BN + dropout, and with one trial diverging."""
+import jax
+import numpy as np
+import pytest
+
+from bsgap import logbook
+from bsgap.run_config import ConfigError
+from bsgap.trainer import Trainer
+from bsgap.trials import expand_trials
+from helpers import tiny_config
+
+TIMING = {"examples_per_second", "seconds_to_target", "train_seconds", "compile_seconds",
+          "trials_in_program"}
+
+
+def _base(data_dir, **overrides):
+    base = dict(model="keskar_c1", model_kwargs={"width": 8, "fc_width": 32},
+                normalization="ghost", ghost_batch_size=8, dropout_rate=0.3, batch_size=32,
+                num_devices=2, num_steps=12, log_every_steps=3, eval_every_steps=6,
+                checkpoint_every_steps=6, optimizer="momentum", schedule="cosine")
+    base.update(overrides)
+    return tiny_config(data_dir, **base)
+
+
+def _records(path, name):
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in logbook.read_jsonl(str(path / name))]
+
+
+def _close(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], float) and b[key] is not None:
+            assert a[key] == pytest.approx(b[key], rel=2e-4, abs=1e-6), key
+        else:
+            assert a[key] == b[key], key
+
+
+TRIALS = ({"learning_rate": 0.05, "seed": 0, "warmup_epochs": 0.1},
+          {"learning_rate": 0.2, "seed": 1, "momentum": 0.5, "lr_scaling": "sqrt"},
+          {"learning_rate": 0.1, "seed": 2, "weight_decay": 0.0},
+          {"learning_rate": 1e38, "seed": 3, "name": "diverges"})
+
+
+SHARED = ({"learning_rate": 0.05, "seed": 5}, {"learning_rate": 0.2, "seed": 5})
+
+
+@pytest.mark.parametrize("trials", [TRIALS, SHARED], ids=["own-data-order", "shared-data-order"])
+def test_vmapped_trials_equal_sequential_runs(data_dir, tmp_path, trials):
+    config = _base(data_dir)
+    config.trials = trials
+    specs = expand_trials(config, str(tmp_path / "vmapped"))
+    trainer = Trainer.for_trials(specs)
+    assert trainer.shared_data == (len({t["seed"] for t in trials}) == 1)
+    summaries = trainer.run_all()
+    for k, (trial_config, workdir) in enumerate(specs):
+        alone_dir = tmp_path / "alone" / str(k)
+        alone = Trainer(trial_config, str(alone_dir))
+        alone_summary = alone.run()
+        got = {k2: v for k2, v in summaries[k].items() if k2 not in TIMING}
+        want = {k2: v for k2, v in alone_summary.items() if k2 not in TIMING}
+        _close(got, want)
+        for name in ("metrics.jsonl", "eval.jsonl"):
+            a, b = _records(tmp_path / "vmapped" / workdir.split("/")[-1], name), \
+                _records(alone_dir, name)
+            assert len(a) == len(b) and (len(a) > 0 or summaries[k]["status"] == "diverged")
+            for x, y in zip(a, b):
+                _close(x, y)
+        # The diverged trial froze after one update with lr 1e38 (parameters ~1e37, where float32
+        # rounding of the vmapped and the single program differs more in relative terms).
+        # Tolerance relative to each tensor's largest entry for it.
+        scale = 1e-4 if summaries[k]["status"] == "diverged" else 1e-5
+        for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(trainer.trial_state(k))),
+                        jax.tree_util.tree_leaves(jax.device_get(alone.trial_state(0)))):
+            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            np.testing.assert_allclose(x, y, rtol=2e-4,
+                                       atol=2e-5 + scale * float(np.abs(y).max(initial=0)))
+        stored = logbook.read_json(str(alone_dir / "config.json"))["config"]
+        assert logbook.read_json(workdir + "/config.json")["config"] == stored
+    statuses = [s["status"] for s in summaries]
+    if len(trials) == 4:
+        assert statuses == ["complete"] * 3 + ["diverged"]
+        assert summaries[3]["diverged_at_step"] is not None
+
+
+def test_trial_overrides_are_checked(data_dir, tmp_path):
+    config = _base(data_dir)
+    config.trials = ({"learning_rate": 0.1}, {"batch_size": 64})
+    with pytest.raises(ConfigError, match=r"trials\[1\] overrides \['batch_size'\]"):
+        expand_trials(config, str(tmp_path))
+    config.trials = ({"seed": 1}, {"seed": 1})
+    with pytest.raises(ConfigError, match="both named 'seed1'"):
+        expand_trials(config, str(tmp_path))
