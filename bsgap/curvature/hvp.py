@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from bsgap.curvature import progress
 from bsgap.curvature._checks import batch_size
 
 LossFn = Callable[[Any, Any], jax.Array]
@@ -98,23 +99,31 @@ class DatasetObjective:
         """Full-dataset mean loss at `flat` (default: the measurement point)."""
         flat = self.flat if flat is None else flat
         self.num_loss_evals += 1
-        return float(self.average(lambda b: self._loss(flat, b)))
+        value = float(self.average(lambda b: self._loss(flat, b)))
+        progress.report("loss")
+        return value
 
     def value_and_grad(self, flat: jax.Array | None = None) -> tuple[float, jax.Array]:
         """Full-dataset mean loss and its gradient (flat) at `flat`."""
         flat = self.flat if flat is None else flat
         self.num_loss_evals += 1
         value, grad = self.average(lambda b: self._value_and_grad(flat, b))
-        return float(value), grad
+        value = float(value)
+        progress.report("grad")
+        return value, grad
 
     def hvp(self, v: jax.Array, flat: jax.Array | None = None) -> jax.Array:
         """Full-dataset Hessian-vector product H v at `flat` (default: the measurement point)."""
         flat = self.flat if flat is None else flat
         self.num_hvps += 1
-        return self.average(lambda b: self._hvp(flat, v.astype(self.dtype), b))
+        result = self.average(lambda b: self._hvp(flat, v.astype(self.dtype), b))
+        progress.report("hvp")
+        return result
 
     def hvp_many(self, vs: jax.Array, flat: jax.Array | None = None) -> jax.Array:
         """H v for each row of `vs` (k, dim), vmapped over the rows in one pass over the batches."""
         flat = self.flat if flat is None else flat
         self.num_hvps += int(vs.shape[0])
-        return self.average(lambda b: self._hvp_many(flat, vs.astype(self.dtype), b))
+        result = self.average(lambda b: self._hvp_many(flat, vs.astype(self.dtype), b))
+        progress.report("hvp", int(vs.shape[0]))
+        return result

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bsgap.curvature import _checks
+from bsgap.curvature import _checks, progress
 from bsgap.curvature.hvp import DatasetObjective, LossFn
 from bsgap.curvature.results import GradientNoise
 
@@ -112,6 +112,7 @@ def gradient_noise(loss_fn: LossFn, params: Any, batches: Sequence[Any], *,
                                               np.asarray(c_mean, np.float64), float(c_m2))
             signed_sums = signed_sums + c_signed
             sign_totals += signs.sum(axis=1)
+            progress.report("examples", n_c)
     trace_cov = m2 / (count - 1)
     grad_norm_sq = float(mean @ mean)
     b_simple = trace_cov / grad_norm_sq if grad_norm_sq > 0 else float("nan")
