@@ -83,3 +83,23 @@ def update_after_eval(host: HostState, config, step: int, result: dict) -> None:
     if config.patience_evals and host.evals_since_best >= config.patience_evals \
             and host.status == "running":
         host.status = "early_stopped"
+
+
+def run_summary(host: HostState, config, resolved, step: int, *, compile_seconds: float,
+                trials: int = 1) -> dict:
+    """summary.json of a trial that ended at ``step`` (README: the run directory)."""
+    return {
+        "status": host.status, "steps": step, "examples": step * config.batch_size,
+        "epochs": step * config.batch_size / resolved.num_train_examples,
+        "total_steps": resolved.total_steps, "batch_size": config.batch_size,
+        "lr_scaling": config.lr_scaling, "learning_rate": resolved.scaled_learning_rate,
+        "seed": config.seed, "best_eval_accuracy": host.best_eval_accuracy,
+        "best_eval_step": host.best_eval_step, "final_eval_accuracy": host.final_eval_accuracy,
+        "final_eval_loss": host.final_eval_loss, "target_accuracy": config.target_accuracy,
+        "steps_to_target": host.steps_to_target, "examples_to_target": host.examples_to_target,
+        "seconds_to_target": host.seconds_to_target,
+        "examples_per_second": (host.steady_examples / host.steady_seconds
+                                if host.steady_seconds > 0 else None),
+        "train_seconds": host.train_seconds, "compile_seconds": compile_seconds,
+        "diverged_at_step": host.diverged_at_step, "trials_in_program": trials,
+    }

@@ -33,7 +33,7 @@ import numpy as np
 from bsgap import logbook, parallel, run_config
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
-from bsgap.host_state import HostState, flush_metrics, update_after_eval
+from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.optim import make_optimizer, set_hyperparams
 from bsgap.restore import model_from_config
@@ -76,8 +76,8 @@ class Trial:
     host: HostState = dataclasses.field(default_factory=HostState)
     book: logbook.Logbook | None = None
     checkpointer: Checkpointer | None = None
-    stream: object = None
     start_step: int = 0
+    summary: dict | None = None
 
     @property
     def running(self) -> bool:
@@ -108,6 +108,8 @@ class Trainer:
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")
         self.modes = [check_workdir(w, c) for c, w in specs]
+        # Every process decides new/resume before process 0 creates files in the workdirs.
+        parallel.barrier("bsgap: workdirs checked")
         self.config = configs[0]
         self.num_devices = parallel.resolve_num_devices(self.config.num_devices)
         self.data = load_dataset_from_config(self.config, jax.process_count())
@@ -212,25 +214,6 @@ class Trainer:
             "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
             "environment": environment(self.num_devices, self.num_trials),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
-
-    def _summary(self, trial: Trial, step: int) -> dict:
-        c, r, host = trial.config, trial.resolved, trial.host
-        return {
-            "status": host.status, "steps": step, "examples": step * c.batch_size,
-            "epochs": step * c.batch_size / r.num_train_examples, "total_steps": r.total_steps,
-            "batch_size": c.batch_size, "lr_scaling": c.lr_scaling,
-            "learning_rate": r.scaled_learning_rate, "seed": c.seed,
-            "best_eval_accuracy": host.best_eval_accuracy, "best_eval_step": host.best_eval_step,
-            "final_eval_accuracy": host.final_eval_accuracy,
-            "final_eval_loss": host.final_eval_loss, "target_accuracy": c.target_accuracy,
-            "steps_to_target": host.steps_to_target,
-            "examples_to_target": host.examples_to_target,
-            "seconds_to_target": host.seconds_to_target,
-            "examples_per_second": (host.steady_examples / host.steady_seconds
-                                    if host.steady_seconds > 0 else None),
-            "train_seconds": host.train_seconds, "compile_seconds": self.compile_seconds,
-            "diverged_at_step": host.diverged_at_step, "trials_in_program": self.num_trials,
-        }
 
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
@@ -376,7 +359,8 @@ class Trainer:
 
     def _close_trial(self, trial: Trial, step: int) -> None:
         trial.checkpointer.close()
-        summary = self._summary(trial, step)
+        summary = run_summary(trial.host, trial.config, trial.resolved, step,
+                              compile_seconds=self.compile_seconds, trials=self.num_trials)
         trial.book.summary(summary)
         trial.book.close()
         trial.summary = summary
