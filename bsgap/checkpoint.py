@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -48,3 +49,13 @@ def abstract_like(state):
     """ShapeDtypeStructs (with shardings) of a concrete state, for restore."""
     return jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+def restore_numpy(workdir: str, step: int) -> dict:
+    """The train state saved at ``step`` as a nested dict of numpy arrays, whatever topology
+    wrote it (a plain restore refuses shardings of another process count: 'Topology mismatch')."""
+    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    reader = ocp.PyTreeCheckpointer()
+    tree = reader.metadata(path).item_metadata.tree
+    args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return reader.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))

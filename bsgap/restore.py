@@ -8,12 +8,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 import ml_collections
-import numpy as np
 
 from bsgap import logbook
-from bsgap.checkpoint import Checkpointer
+from bsgap.checkpoint import Checkpointer, restore_numpy
 from bsgap.data import Dataset, load_dataset
 from bsgap.models import create_model
 
@@ -63,9 +61,8 @@ def load_run(workdir: str, step: int | None = None, *, with_data: bool = True,
     elif step not in steps:
         checkpointer.close()
         raise RunNotFoundError(f"run {workdir} has no checkpoint at step {step}; it has {steps}")
-    restored = checkpointer.manager.restore(step)
     checkpointer.close()
-    state = jax.tree_util.tree_map(np.asarray, restored["state"])
+    state = restore_numpy(workdir, step)
     data = None
     if with_data:
         data = load_dataset(config.dataset, data_dir=data_dir or config.data_dir,

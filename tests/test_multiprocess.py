@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bsgap import parallel
+from bsgap.checkpoint import restore_numpy
 from bsgap.trainer import Trainer
 from helpers import ROOT, load_config
 
@@ -32,16 +33,8 @@ def _free_port() -> int:
 
 
 def _params(workdir: str, step: int) -> list[np.ndarray]:
-    """The checkpoint's parameters as numpy arrays, whatever topology wrote them (orbax would
-    refuse to restore 2 processes' shardings onto this process's devices)."""
-    import orbax.checkpoint as ocp
-
-    path = os.path.join(workdir, "checkpoints", str(step), "state")
-    reader = ocp.PyTreeCheckpointer()
-    tree = reader.metadata(path).item_metadata.tree
-    args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    restored = reader.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
-    return jax.tree_util.tree_leaves(restored["params"])
+    """The checkpoint's parameters as numpy arrays, whatever topology wrote them."""
+    return jax.tree_util.tree_leaves(restore_numpy(workdir, step)["params"])
 
 
 def _lines(path) -> list[dict]:
