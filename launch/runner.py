@@ -1,157 +1,35 @@
 """Run a sweep's trials on this machine: one after another, or N at once on disjoint devices.
 
 Every trial is its own ``python -m bsgap.train`` process in its own run directory
-``ROOT/<name>``, so a sweep is resumable by construction:
+``ROOT/<name>``, so a sweep is resumable by construction (launch/state.py): finished trials are
+skipped, interrupted ones resume from their latest checkpoint, and a directory holding a
+different config is a conflict, recorded as failed and never overwritten.
 
-* a trial whose directory holds ``summary.json`` with a final status and a ``config.json`` whose
-  config equals the trial's expected config is *finished* and skipped (``diverged`` counts: a
-  divergence is a result);
-* a trial with a ``config.json`` but no final summary was *interrupted*: running it again resumes
-  from its latest checkpoint (the CLI does that);
-* a directory holding a different config is a *conflict* (the sweep file or base config changed):
-  it is recorded as failed, never overwritten.
-
-The runner writes ``ROOT/sweep.json`` (the plan: every trial's name, axes, overrides, command),
+The runner writes ``ROOT/sweep.json`` (the plan, launch/plan.py),
 ``ROOT/logs/<name>.log`` (the trial's stdout and stderr, appended on every attempt) and
 ``ROOT/logs/<name>.json`` (the last attempt's outcome: finished status, or failed with the exit
 code). A failed trial is recorded and the sweep goes on; the runner exits 1 when any trial failed.
 
-Concurrent trials get disjoint devices through the environment of their process: GPUs through
-``CUDA_VISIBLE_DEVICES``; on a CPU-only machine each trial gets its own simulated CPU devices
-(``--xla_force_host_platform_device_count``). Splitting one TPU host's chips between processes
-is not supported: on TPU run one trial at a time on all chips (``parallel=1``).
+Concurrent trials get disjoint devices through their environment (launch/devices.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+from launch.devices import slot_environments, visible_gpus
+from launch.plan import SWEEP_FILE, check_against_plan, plan, write_plan  # noqa: F401 (public)
 from launch.spec import REPO_ROOT, Sweep, Trial, command_string, expected_config, trial_command
+from launch.state import FINAL_STATUSES, TrialState, config_differences, \
+    latest_checkpoint_step, read_json, trial_state, write_json_atomic  # noqa: F401 (public)
 
-FINAL_STATUSES = ("complete", "diverged", "target_reached", "early_stopped")
-SWEEP_FILE = "sweep.json"
 LOGS_DIR = "logs"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialState:
-    """Where a trial's run directory stands: new | interrupted | finished | conflict."""
-
-    kind: str
-    status: str | None = None          # summary status of a finished trial
-    checkpoint_step: int | None = None  # latest checkpoint of an interrupted trial
-    detail: str = ""                   # the differing fields of a conflict
-
-    def describe(self) -> str:
-        if self.kind == "finished":
-            return f"finished ({self.status})"
-        if self.kind == "interrupted":
-            step = "no checkpoint" if self.checkpoint_step is None \
-                else f"checkpoint {self.checkpoint_step}"
-            return f"interrupted ({step})"
-        if self.kind == "conflict":
-            return "conflict"
-        return "new"
-
-
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json_atomic(path: str, data) -> None:
-    tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # hosts share the filesystem
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_differences(stored: dict, expected: dict) -> list[str]:
-    a, b = _flatten(stored), _flatten(expected)
-    return [f"{k}: {a.get(k, '<absent>')!r} in the run vs {b.get(k, '<absent>')!r} in the sweep"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
-
-
-def latest_checkpoint_step(workdir: str) -> int | None:
-    """The newest complete orbax checkpoint (``checkpoints/<step>``; temporaries have suffixes)."""
-    path = os.path.join(workdir, "checkpoints")
-    steps = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
-    return max(steps) if steps else None
-
-
-def trial_state(workdir: str, expected: dict) -> TrialState:
-    stored = _read_json(os.path.join(workdir, "config.json"))
-    if stored is None:
-        return TrialState("new")
-    differences = config_differences(stored.get("config", {}), expected)
-    if differences:
-        return TrialState("conflict", detail="; ".join(differences))
-    summary = _read_json(os.path.join(workdir, "summary.json")) or {}
-    if summary.get("status") in FINAL_STATUSES:
-        return TrialState("finished", status=summary["status"])
-    return TrialState("interrupted", checkpoint_step=latest_checkpoint_step(workdir))
-
-
-# ------------------------------------------------------------------------------------ the plan
-def plan(sweep: Sweep, trials: list[Trial], root: str) -> dict:
-    """``ROOT/sweep.json``: the sweep file, base config, fixed fields and every trial."""
-    return {
-        "sweep": sweep.path, "config": sweep.config,
-        "overrides": {k: v for k, v in sweep.overrides.items()},
-        "axes": [list(axis) for axis in sweep.axes], "num_trials": len(trials),
-        "trials": [{**t.to_json(), "workdir": t.name,
-                    "command": command_string(trial_command(sweep, t, root, python="python"))}
-                   for t in trials],
-    }
-
-
-def write_plan(sweep: Sweep, trials: list[Trial], root: str) -> dict:
-    os.makedirs(root, exist_ok=True)
-    data = json.loads(json.dumps(plan(sweep, trials, root)))
-    path = os.path.join(root, SWEEP_FILE)
-    if _read_json(path) != data:
-        _write_json_atomic(path, data)
-    return data
-
-
-def check_against_plan(root: str, trial: Trial) -> str | None:
-    """A message when ``ROOT/sweep.json`` names a different trial at this index (the sweep file
-    changed since the plan was written, e.g. between ``sbatch`` and the array task)."""
-    stored = _read_json(os.path.join(root, SWEEP_FILE))
-    if stored is None:
-        return None
-    entries = {t["index"]: t for t in stored.get("trials", [])}
-    entry = entries.get(trial.index)
-    mine = json.loads(json.dumps(trial.to_json()))
-    if entry is None or entry["name"] != mine["name"] or entry["overrides"] != mine["overrides"]:
-        theirs = entry["name"] if entry else "no trial"
-        return (f"{os.path.join(root, SWEEP_FILE)} has {theirs} at index {trial.index} but the "
-                f"sweep file expands to {trial.name}: the sweep changed since it was planned. "
-                "Plan it again (rerun the submitting command: it rewrites sweep.json) and "
-                "resubmit")
-    return None
 
 
 def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
@@ -163,53 +41,6 @@ def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
                                                          os.path.basename(directory)):
             return True   # a finished version directory, not an incomplete.* temporary
     return False
-
-
-# ------------------------------------------------------------------------------------ devices
-def visible_gpus() -> list[str]:
-    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else ``nvidia-smi -L``."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
-
-
-def _with_cpu_device_count(xla_flags: str, count: int) -> str:
-    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", xla_flags).split()
-    return " ".join(flags + [f"--xla_force_host_platform_device_count={count}"])
-
-
-def slot_environments(parallel: int, devices_per_trial: int | None, gpus: list[str],
-                      base_env: dict) -> list[dict]:
-    """The environment additions of each of ``parallel`` concurrent slots (disjoint devices).
-
-    GPUs: slot i gets ``CUDA_VISIBLE_DEVICES`` = GPUs [i*K, (i+1)*K) with K = devices_per_trial
-    (default: all GPUs split evenly). CPU only: with ``devices_per_trial`` each trial process
-    simulates that many CPU devices (and gets NPROC=16 unless set: DESIGN.md, known traps);
-    without it the trials inherit this environment's devices.
-    """
-    if parallel < 1:
-        raise ValueError(f"parallel={parallel} must be >= 1")
-    if gpus:
-        per = devices_per_trial or len(gpus) // parallel
-        if per < 1 or per * parallel > len(gpus):
-            raise ValueError(f"{parallel} trials x {devices_per_trial or per} GPUs each do not "
-                             f"fit the {len(gpus)} visible GPUs ({','.join(gpus)})")
-        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per:(i + 1) * per])}
-                for i in range(parallel)]
-    if devices_per_trial:
-        extra = {"XLA_FLAGS": _with_cpu_device_count(base_env.get("XLA_FLAGS", ""),
-                                                     devices_per_trial)}
-        if devices_per_trial > 1 and "NPROC" not in base_env:
-            extra["NPROC"] = "16"
-        return [dict(extra) for _ in range(parallel)]
-    return [{} for _ in range(parallel)]
 
 
 # ------------------------------------------------------------------------------------ running
@@ -229,7 +60,7 @@ class _Stop(Exception):
 
 
 def _outcome(workdir: str, returncode: int) -> tuple[str, str | None]:
-    summary = _read_json(os.path.join(workdir, "summary.json")) or {}
+    summary = read_json(os.path.join(workdir, "summary.json")) or {}
     status = summary.get("status")
     if returncode == 0 and status in FINAL_STATUSES:
         return status, status
@@ -260,7 +91,7 @@ class LocalRunner:
         return os.path.join(self.root, LOGS_DIR, f"{trial.name}{host}.{suffix}")
 
     def _record(self, trial: Trial, record: dict) -> None:
-        _write_json_atomic(self._log_path(trial, "json"), {"name": trial.name,
+        write_json_atomic(self._log_path(trial, "json"), {"name": trial.name,
                                                            "index": trial.index, **record})
 
     def _start(self, trial: Trial, slot: int) -> _Running:
@@ -285,7 +116,7 @@ class LocalRunner:
         ok = status in FINAL_STATUSES and run.proc.returncode == 0
         counts["ran"] += 1
         counts["failed"] += 0 if ok else 1
-        summary = _read_json(os.path.join(workdir, "summary.json")) or {}
+        summary = read_json(os.path.join(workdir, "summary.json")) or {}
         self._record(run.trial, {"outcome": outcome if ok else "failed", "status": status,
                                  "detail": outcome, "returncode": run.proc.returncode,
                                  "seconds": round(seconds, 3),

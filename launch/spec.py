@@ -210,28 +210,40 @@ def command_string(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
+def parse_cli_config(argv: list[str]):
+    """The ConfigDict that ``bsgap.train`` builds from ``argv`` (``--config=FILE``, then any
+    ``--config.<field>=<value>`` flags; other flags are dropped), with ml_collections' own flag
+    parser, so nothing here re-implements override parsing. Raises SweepError when a flag does not
+    apply to the config file."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    config_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+    argv = ["bsgap.train", f"--config={config_file}",
+            *(a for a in argv if a.startswith("--config."))]
+    flag_values = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", config_file, "",
+                                             flag_values=flag_values, sys_argv=argv)
+    try:
+        flag_values(argv)
+    except Exception as err:  # noqa: BLE001 -- a field the config does not have, a bad value
+        raise SweepError(str(err)) from err
+    return holder.value
+
+
 def expected_config(sweep: Sweep, trial: Trial) -> dict:
     """The plain config the trial's CLI run stores in config.json, parsed the way the CLI parses.
 
     Uses ml_collections' own flag parser on the trial's command, so the identity of a trial is
     exactly what ``bsgap.train`` will see (no second implementation of override parsing).
     """
-    from absl import flags
-    from ml_collections import config_flags
-
     from bsgap.workdir import plain_config
 
     argv = trial_command(sweep, trial, "/unused", python="bsgap.train",
                          config=config_path(sweep.config))
-    argv = [a for a in argv[3:] if not a.startswith("--workdir=")]
-    argv = ["bsgap.train", *argv]
-    flag_values = flags.FlagValues()
-    holder = config_flags.DEFINE_config_file("config", argv[1].split("=", 1)[1], "",
-                                             flag_values=flag_values, sys_argv=argv)
     try:
-        flag_values(argv)
-    except Exception as err:  # noqa: BLE001 -- a field the config does not have, a bad value
+        config = parse_cli_config(argv)
+    except SweepError as err:
         raise SweepError(f"trial {trial.name}: the overrides do not apply to {sweep.config}: "
                          f"{err}") from err
-    return plain_config(holder.value)
-
+    return plain_config(config)
