@@ -1,0 +1,168 @@
+"""Gradient noise during training: B_simple over training for each batch size (McCandlish et al.
+2018), and final accuracy against the Smith & Le (2018) noise scale lr N / B.
+
+    python -m analysis.noise_scale --root=SWEEP_DIR_OR_RUNS_CSV --out=noise.png [--metric=final|best]
+
+Left: the trainer's online B_simple = tr(Sigma) / |G|^2 (two-batch estimators kept as EMAs,
+README "Online gradient noise scale"; logged in metrics.jsonl with >= 2 devices or accumulation
+microbatches) against examples processed; per batch size the mean over its runs at every logged
+step (`analysis.figures.data.b_simple_curves`). A thin dotted line at y = B in the same colour
+shows where the batch equals the noise scale. Right: every finished run's accuracy against
+g = lr N / B (its scaled peak learning rate, N training examples from config.json, B), coloured
+by batch size, one marker per lr rule (`data.smith_le_table`).
+
+metrics.jsonl is read only where it is there: from a runs.csv without run directories beside it
+the left panel is skipped with a printed note (and the right one needs config.json for N, or a
+`num_train_examples` column). Writes noise.png, noise.pdf and noise.json; exit 2 when neither
+panel can be drawn.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import pandas as pd
+
+from analysis.figures import cli, data, plotting
+from analysis.figures.sweep import FigureError, Sweep
+
+PROG = "analysis.noise_scale"
+MARKERS = {"none": "o", "linear": "s", "sqrt": "^"}
+
+
+def add_arguments(parser) -> None:
+    cli.add_metric(parser)
+
+
+def b_simple_points(sweep: Sweep) -> tuple[pd.DataFrame, int, int]:
+    """(points run/batch_size/step/examples/b_simple, runs without metrics.jsonl, runs whose
+    metrics.jsonl has no b_simple)."""
+    rows, missing, without = [], 0, 0
+    for run in sweep.runs.itertuples():
+        metrics = sweep.metrics(run.run)
+        if metrics is None:
+            missing += 1
+            continue
+        found = False
+        for record in metrics:
+            value = record.get("b_simple")
+            if value is None or not math.isfinite(float(value)):
+                continue
+            found = True
+            rows.append({"run": run.run, "batch_size": int(run.batch_size),
+                         "step": int(record["step"]),
+                         "examples": record.get("examples", record["step"] * int(run.batch_size)),
+                         "b_simple": float(value)})
+        without += not found
+    return (pd.DataFrame(rows, columns=["run", "batch_size", "step", "examples", "b_simple"]),
+            missing, without)
+
+
+def with_num_train_examples(sweep: Sweep) -> pd.DataFrame:
+    """The runs table with N (`num_train_examples`) from each run's config.json when available."""
+    runs = sweep.runs.copy()
+    if "num_train_examples" not in runs.columns:
+        runs["num_train_examples"] = math.nan
+    for i, run in runs.iterrows():
+        config = sweep.config(run["run"])
+        n = (config or {}).get("resolved", {}).get("num_train_examples")
+        if n is not None:
+            runs.at[i, "num_train_examples"] = float(n)
+    return runs
+
+
+def compute(sweep: Sweep, metric: str = "final") -> dict:
+    points, missing, without = b_simple_points(sweep)
+    curves = data.b_simple_curves(points)
+    smith = data.smith_le_table(with_num_train_examples(sweep), metric)
+    notes = []
+    if missing:
+        notes.append(f"B_simple over training: metrics.jsonl is not available for {missing} of "
+                     f"{len(sweep.runs)} runs; they are left out of it")
+    if without:
+        notes.append(f"B_simple over training: {without} run(s) logged no b_simple (it needs >= 2 "
+                     "devices or accumulation microbatches)")
+    if smith.empty:
+        notes.append("accuracy vs lr N / B: no finished run with a known number of training "
+                     "examples (config.json not available)")
+    if curves.empty and smith.empty:
+        raise FigureError(f"{sweep.root} has neither B_simple in any metrics.jsonl nor a finished "
+                          "run with config.json (for N); " + "; ".join(notes))
+    final = (curves.sort_values("step").groupby("batch_size").tail(1)
+             .sort_values("batch_size").reset_index(drop=True))
+    return {"metric": data.METRICS[metric], "b_simple_curves": curves, "b_simple_final": final,
+            "smith_le": smith, "notes": notes}
+
+
+def plot(numbers: dict, source: str):
+    fig, axes = plotting.new_figure(ncols=2, width=5.6, height=4.4)
+    left, right = axes[0]
+    curves, smith = numbers["b_simple_curves"], numbers["smith_le"]
+    colors = plotting.batch_colors(list(curves["batch_size"]) + list(smith["batch_size"]))
+    if curves.empty:
+        plotting.message_axis(left, "no B_simple logged\n(metrics.jsonl absent, or runs on one "
+                                    "device without microbatches)")
+    else:
+        for batch, group in curves.groupby("batch_size", sort=True):
+            group = group.sort_values("step")
+            left.plot(group["examples"], group["b_simple"], color=colors[batch], label=f"B={batch}")
+            left.axhline(batch, color=colors[batch], lw=0.6, ls=":")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("examples processed")
+        left.set_ylabel("B_simple = tr(Σ) / |G|²")
+        left.set_title("noise scale during training (McCandlish et al. 2018)", fontsize=9)
+        left.legend(fontsize=7, ncol=2)
+        left.grid(True, alpha=0.3)
+    if smith.empty:
+        plotting.message_axis(right, "no finished run with config.json (N unknown)")
+    else:
+        for (batch, rule), group in smith.groupby(["batch_size", "lr_scaling"], sort=True):
+            right.scatter(group["noise_scale"], group["accuracy"], color=colors[batch],
+                          marker=MARKERS.get(rule, "D"), s=28, edgecolor="k", linewidth=0.3)
+        for batch in sorted(set(smith["batch_size"])):
+            right.scatter([], [], color=colors[batch], marker="o", label=f"B={batch}")
+        for rule in sorted(set(smith["lr_scaling"])):
+            right.scatter([], [], color="0.6", marker=MARKERS.get(rule, "D"),
+                          label=plotting.RULE_NAMES.get(rule, rule))
+        right.set_xscale("log")
+        right.set_xlabel("Smith & Le noise scale g = lr · N / B")
+        right.set_ylabel(f"top-1 accuracy ({numbers['metric']})")
+        right.set_title("accuracy vs noise scale (Smith & Le 2018)", fontsize=9)
+        right.legend(fontsize=7, ncol=2)
+        right.grid(True, alpha=0.3)
+    plotting.finish(fig, "Gradient noise scale vs batch size", f"source: {source}")
+    return fig
+
+
+def headlines(numbers: dict) -> list[str]:
+    lines = []
+    final = numbers["b_simple_final"]
+    if len(final):
+        lines.append("B_simple at the last logged step: " + ", ".join(
+            f"B={r.batch_size}: {r.b_simple:.4g}" for r in final.itertuples()))
+    smith = numbers["smith_le"]
+    if len(smith):
+        best = smith.loc[smith["accuracy"].idxmax()]
+        lines.append(f"lr N / B spans {smith['noise_scale'].min():.4g} to "
+                     f"{smith['noise_scale'].max():.4g} over {len(smith)} runs; the most accurate "
+                     f"({best['accuracy']:.4f}, {best['run']}) has g = {best['noise_scale']:.4g}")
+    return lines
+
+
+def make(sweep: Sweep, metric: str = "final") -> plotting.FigureResult:
+    numbers = compute(sweep, metric)
+    return plotting.FigureResult(
+        "noise_scale", "Gradient noise scale", plot(numbers, sweep.describe()),
+        {k: v for k, v in numbers.items() if k != "notes"},
+        tables={"B_simple at the last logged step": numbers["b_simple_final"],
+                "accuracy vs Smith & Le noise scale": numbers["smith_le"]},
+        headlines=headlines(numbers), notes=numbers["notes"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(PROG, __doc__, add_arguments, make, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
