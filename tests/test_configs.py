@@ -100,8 +100,8 @@ def test_tiny_variant_keeps_the_rules_and_trains(name, data_dir, tmp_path):
                          progress_bar=False, tensorboard=False)
     trainer = Trainer(config, str(tmp_path))
     steps = trainer.resolved.total_steps
-    config.num_epochs, config.num_examples, config.num_steps = None, None, min(steps, 6)
+    config.num_epochs, config.num_examples, config.num_steps = None, None, min(steps, 12)
     config.eval_every_steps = 6
     summary = Trainer(config, str(tmp_path / "run")).run()
-    assert summary["status"] == "complete" and summary["steps"] == min(steps, 6)
+    assert summary["status"] == "complete" and summary["steps"] == min(steps, 12)
     assert 0.0 <= summary["final_eval_accuracy"] <= 1.0

@@ -174,3 +174,15 @@ def test_missing_data_errors_say_where_and_how(mini, tmp_path):
     with pytest.raises(DataError, match=r"has no split 'test'"):
         load_dataset("imagenet2012", data_dir=mini.data_dir, augment="mishkin", image_size=64)
     assert not tf.io.gfile.exists(os.path.join(empty, "cifar10"))  # nothing was downloaded
+
+
+def test_prepare_cli(mini, tmp_path, capsys):
+    from bsgap.data import prepare
+
+    out = str(tmp_path / "prepared")
+    assert prepare.main(["--dataset=imagenet2012", f"--data_dir={out}",
+                         f"--manual_dir={mini.manual}"]) == 0
+    assert f"'train': {NUM_TRAIN}" in capsys.readouterr().out
+    assert tfds.builder("imagenet2012", data_dir=out).is_prepared()
+    assert prepare.main(["--dataset=imagenet2012", f"--data_dir={tmp_path / 'none'}"]) == 2
+    assert "--config.manual_dir" in capsys.readouterr().err

@@ -177,7 +177,8 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
 
     if getattr(info.file_format, "value", info.file_format) != "tfrecord":
         raise DataError(f"dataset={name!r} is stored as {info.file_format}; streaming reads "
-                        "tfrecord files (prepare it with file_format='tfrecord', or cache='memory')")
+                        "tfrecord files (prepare it with file_format='tfrecord', or use "
+                        "cache='memory')")
     return Dataset(name, TfdsSplit(builder, train_split, sizes[0]),
                    TfdsSplit(builder, eval_split, sizes[1]), num_classes, eval_split, p,
                    shuffle_buffer)
