@@ -11,7 +11,7 @@ from ml_collections.config_dict import placeholder
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     # Data.
-    c.dataset = "mnist1d/small"         # a TFDS name; embedded: mnist1d/small|large, sklearn_digits
+    c.dataset = "mnist1d/small"         # TFDS name; embedded: mnist1d/small|large, sklearn_digits, digits32
     c.data_dir = placeholder(object)    # TFDS data dir (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
     c.manual_dir = placeholder(object)  # manual downloads (imagenet2012 tars); image_folder root
     c.download = False                  # let TFDS download + prepare a missing dataset (network)
