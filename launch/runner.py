@@ -1,16 +1,21 @@
-"""Run a sweep's trials on this machine: one after another, or N at once on disjoint devices.
+"""Run a sweep's trials on this machine: one after another, or N at once on disjoint devices,
+each trial in its own ``python -m bsgap.train`` process or, with ``group_trials``, several trials
+that can share a compiled program in one process (launch/grouping.py).
 
-Every trial is its own ``python -m bsgap.train`` process in its own run directory
-``ROOT/<name>``, so a sweep is resumable by construction (launch/state.py): finished trials are
-skipped, interrupted ones resume from their latest checkpoint, and a directory holding a
-different config is a conflict, recorded as failed and never overwritten.
+Every trial has its own run directory ``ROOT/<name>`` whichever way it runs, so a sweep is
+resumable by construction (launch/state.py): finished trials are skipped, interrupted ones resume
+from their latest checkpoint (an interrupted group is regrouped with the trials that share its
+checkpoint step and resumes as one program), and a directory holding a different config is a
+conflict, recorded as failed and never overwritten.
 
-The runner writes ``ROOT/sweep.json`` (the plan, launch/plan.py),
-``ROOT/logs/<name>.log`` (the trial's stdout and stderr, appended on every attempt) and
-``ROOT/logs/<name>.json`` (the last attempt's outcome: finished status, or failed with the exit
-code). A failed trial is recorded and the sweep goes on; the runner exits 1 when any trial failed.
+The runner writes ``ROOT/sweep.json`` (the plan, launch/plan.py), ``ROOT/logs/<name>.log`` (the
+trial's stdout and stderr, appended on every attempt; a grouped trial's log points to its
+program's log ``ROOT/logs/groups/<first trial>.log``) and ``ROOT/logs/<name>.json`` (the last
+attempt's outcome: finished status, or failed with the exit code). A failed trial is recorded
+and the sweep goes on; a program of several trials that fails marks its trials that have no final
+summary failed. The runner exits 1 when any trial failed.
 
-Concurrent trials get disjoint devices through their environment (launch/devices.py).
+Concurrent processes get disjoint devices through their environment (launch/devices.py).
 """
 from __future__ import annotations
 
@@ -23,13 +28,16 @@ import subprocess
 import sys
 import time
 
+from launch import grouping
 from launch.devices import slot_environments, visible_gpus
+from launch.footprint import MemoryProbe
 from launch.plan import SWEEP_FILE, check_against_plan, plan, write_plan  # noqa: F401 (public)
 from launch.spec import REPO_ROOT, Sweep, Trial, command_string, expected_config, trial_command
 from launch.state import FINAL_STATUSES, TrialState, config_differences, \
     latest_checkpoint_step, read_json, trial_state, write_json_atomic  # noqa: F401 (public)
 
 LOGS_DIR = "logs"
+GROUP_LOGS_DIR = "groups"
 
 
 def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
@@ -46,9 +54,10 @@ def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
 # ------------------------------------------------------------------------------------ running
 @dataclasses.dataclass
 class _Running:
-    trial: Trial
+    job: grouping.Job
     proc: subprocess.Popen
     log: object
+    log_path: str
     slot: int
     started: float
 
@@ -59,10 +68,12 @@ class _Stop(Exception):
         self.signum = signum
 
 
-def _outcome(workdir: str, returncode: int) -> tuple[str, str | None]:
+def _outcome(workdir: str, returncode: int, grouped: bool = False) -> tuple[str, str | None]:
+    """(what happened, summary status). A trial of a program of several that wrote its final
+    summary is finished even if the program failed afterwards (its result is complete)."""
     summary = read_json(os.path.join(workdir, "summary.json")) or {}
     status = summary.get("status")
-    if returncode == 0 and status in FINAL_STATUSES:
+    if status in FINAL_STATUSES and (returncode == 0 or grouped):
         return status, status
     if returncode < 0:
         return f"killed by signal {-returncode}", status
@@ -72,17 +83,27 @@ def _outcome(workdir: str, returncode: int) -> tuple[str, str | None]:
 
 
 class LocalRunner:
-    """Runs the trials of one sweep under ``root`` with at most ``parallel`` at once."""
+    """Runs the trials of one sweep under ``root`` with at most ``parallel`` processes at once.
+
+    ``group_trials``: trials that can share a program run as one process of at most
+    ``max_trials_per_program`` trials (fewer when the memory estimate says so; ``footprint``
+    replaces the default measurement, ``MemoryProbe``).
+    """
 
     def __init__(self, sweep: Sweep, trials: list[Trial], root: str, *, parallel: int = 1,
                  devices_per_trial: int | None = None, multihost: bool = False,
+                 group_trials: bool = False, max_trials_per_program: int = 16, footprint=None,
                  out=None, poll_seconds: float = 0.2):
+        if max_trials_per_program < 1:
+            raise ValueError(f"max_trials_per_program={max_trials_per_program} must be >= 1")
         self.sweep, self.trials, self.root = sweep, trials, os.path.abspath(root)
         self.parallel, self.multihost = parallel, multihost
+        self.group_trials, self.max_trials_per_program = group_trials, max_trials_per_program
         self.slots = slot_environments(parallel, devices_per_trial,
                                        visible_gpus() if parallel > 1 or devices_per_trial
                                        else [], dict(os.environ))
         self.out = out or (lambda line: print(line, flush=True))
+        self.footprint = footprint
         self.poll_seconds = poll_seconds
         self.host = socket.gethostname() if multihost else None
 
@@ -90,46 +111,86 @@ class LocalRunner:
         host = f".{self.host}" if self.host else ""
         return os.path.join(self.root, LOGS_DIR, f"{trial.name}{host}.{suffix}")
 
+    def _group_log_path(self, job: grouping.Job) -> str:
+        host = f".{self.host}" if self.host else ""
+        return os.path.join(self.root, LOGS_DIR, GROUP_LOGS_DIR, f"{job.trials[0].name}{host}.log")
+
     def _record(self, trial: Trial, record: dict) -> None:
         write_json_atomic(self._log_path(trial, "json"), {"name": trial.name,
-                                                           "index": trial.index, **record})
+                                                          "index": trial.index, **record})
 
-    def _start(self, trial: Trial, slot: int) -> _Running:
-        argv = trial_command(self.sweep, trial, self.root)
+    def _env(self, slot: int) -> dict:
         env = dict(os.environ, **self.slots[slot])
         if self.multihost:
             env["BSGAP_MULTIHOST"] = "1"
-        log = open(self._log_path(trial, "log"), "a")
-        log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} slot {slot} "
+        return env
+
+    def jobs(self, entries: list[tuple[Trial, TrialState, dict]]) -> list[grouping.Job]:
+        """The processes that run ``entries`` (unfinished trials, state, expected config)."""
+        if not self.group_trials:
+            return [grouping.single_job(self.sweep, t, s, self.root) for t, s, _ in entries]
+        footprint = self.footprint or MemoryProbe(self.sweep, env=self._env(0),
+                                                  multihost=self.multihost, out=self.out)
+        return grouping.plan_jobs(self.sweep, entries, self.root,
+                                  max_trials_per_program=self.max_trials_per_program,
+                                  footprint=footprint, out=self.out)
+
+    def _start(self, job: grouping.Job, slot: int) -> _Running:
+        argv = list(job.argv)
+        stamp = time.strftime('%Y-%m-%d %H:%M:%S')
+        log_path = self._group_log_path(job) if job.grouped else self._log_path(job.trials[0],
+                                                                                "log")
+        if job.grouped:
+            os.makedirs(os.path.dirname(log_path), exist_ok=True)
+            for trial in job.trials:
+                with open(self._log_path(trial, "log"), "a") as f:
+                    f.write(f"== {stamp} runs in one program with "
+                            f"{', '.join(t.name for t in job.trials if t is not trial)}; "
+                            f"output in {log_path}\n")
+        log = open(log_path, "a")
+        log.write(f"== {stamp} slot {slot} "
                   f"{' '.join(f'{k}={v}' for k, v in self.slots[slot].items())}\n"
                   f"== {command_string(argv)}\n")
         log.flush()
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log,
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=self._env(slot), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return _Running(trial, proc, log, slot, time.perf_counter())
+        return _Running(job, proc, log, log_path, slot, time.perf_counter())
+
+    def _announce(self, job: grouping.Job, slot: int) -> None:
+        if job.grouped:
+            self.out(f"one program of {len(job.trials)} trials on slot {slot} "
+                     f"(log: {self._group_log_path(job)}):")
+        for trial, state in zip(job.trials, job.states):
+            verb = "resuming" if state.kind == "interrupted" else "starting"
+            where = "in that program" if job.grouped else f"on slot {slot}"
+            self.out(f"[{trial.index}] {trial.name}: {verb} ({state.describe()}) {where}")
 
     def _finish(self, run: _Running, counts: dict) -> None:
         run.log.close()
         seconds = time.perf_counter() - run.started
-        workdir = os.path.join(self.root, run.trial.name)
-        outcome, status = _outcome(workdir, run.proc.returncode)
-        ok = status in FINAL_STATUSES and run.proc.returncode == 0
-        counts["ran"] += 1
-        counts["failed"] += 0 if ok else 1
-        summary = read_json(os.path.join(workdir, "summary.json")) or {}
-        self._record(run.trial, {"outcome": outcome if ok else "failed", "status": status,
-                                 "detail": outcome, "returncode": run.proc.returncode,
+        job, returncode = run.job, run.proc.returncode
+        for trial in job.trials:
+            workdir = os.path.join(self.root, trial.name)
+            outcome, status = _outcome(workdir, returncode, job.grouped)
+            ok = status in FINAL_STATUSES and (returncode == 0 or job.grouped)
+            counts["ran"] += 1
+            counts["failed"] += 0 if ok else 1
+            extra = {"group": [t.name for t in job.trials], "log": run.log_path} \
+                if job.grouped else {}
+            self._record(trial, {"outcome": outcome if ok else "failed", "status": status,
+                                 "detail": outcome, "returncode": returncode,
                                  "seconds": round(seconds, 3),
-                                 "command": command_string(trial_command(
-                                     self.sweep, run.trial, self.root)),
+                                 "command": command_string(list(job.argv)), **extra,
                                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        best = summary.get("best_eval_accuracy")
-        extra = f", best eval accuracy {best:.4f}" if ok and best is not None else \
-            ("" if ok else f"; log: {self._log_path(run.trial, 'log')}")
-        self.out(f"[{run.trial.index}] {run.trial.name}: {outcome} in {seconds:.1f} s{extra}")
+            summary = read_json(os.path.join(workdir, "summary.json")) or {}
+            best = summary.get("best_eval_accuracy")
+            note = f" (one program of {len(job.trials)} trials)" if job.grouped else ""
+            tail = f", best eval accuracy {best:.4f}" if ok and best is not None else \
+                ("" if ok else f"; log: {run.log_path}")
+            self.out(f"[{trial.index}] {trial.name}: {outcome} in {seconds:.1f} s{note}{tail}")
 
     def _prepare_datasets(self, configs: list[dict]) -> None:
-        """Build missing embedded datasets once before trials start together (two processes
+        """Build missing embedded datasets once before processes start together (two processes
         building the same TFDS dataset at once race on its directory)."""
         missing = sorted({(c["dataset"], c.get("data_dir")) for c in configs
                           if not dataset_prepared(c["dataset"], c.get("data_dir"))},
@@ -145,15 +206,14 @@ class LocalRunner:
                 self.out(f"could not prepare {dataset} (the trials will say why): "
                          f"{result.stderr.strip().splitlines()[-1:]}")
 
-    def run(self) -> dict:
-        """Run every unfinished trial; returns counts {total, skipped, ran, failed, seconds}."""
-        start = time.perf_counter()
-        os.makedirs(os.path.join(self.root, LOGS_DIR), exist_ok=True)
-        counts = {"total": len(self.trials), "skipped": 0, "ran": 0, "failed": 0}
-        queue = []
+    def unfinished(self, counts: dict | None = None) -> list[tuple[Trial, TrialState, dict]]:
+        """(trial, state, expected config) of every trial to run; finished trials are skipped
+        and conflicts recorded as failed (counted in ``counts`` when given)."""
+        counts = counts if counts is not None else {"skipped": 0, "failed": 0}
+        entries = []
         for trial in self.trials:
-            state = trial_state(os.path.join(self.root, trial.name),
-                                expected_config(self.sweep, trial))
+            expected = expected_config(self.sweep, trial)
+            state = trial_state(os.path.join(self.root, trial.name), expected)
             if state.kind == "finished":
                 counts["skipped"] += 1
                 self.out(f"[{trial.index}] {trial.name}: skipped, {state.describe()}")
@@ -164,9 +224,18 @@ class LocalRunner:
                 self.out(f"[{trial.index}] {trial.name}: failed, its directory holds a "
                          f"different config ({state.detail}); not run")
             else:
-                queue.append((trial, state))
-        if self.parallel > 1 and len(queue) > 1:
-            self._prepare_datasets([expected_config(self.sweep, t) for t, _ in queue])
+                entries.append((trial, state, expected))
+        return entries
+
+    def run(self) -> dict:
+        """Run every unfinished trial; returns counts {total, skipped, ran, failed, seconds}."""
+        start = time.perf_counter()
+        os.makedirs(os.path.join(self.root, LOGS_DIR), exist_ok=True)
+        counts = {"total": len(self.trials), "skipped": 0, "ran": 0, "failed": 0}
+        entries = self.unfinished(counts)
+        if self.parallel > 1 and len(entries) > 1:
+            self._prepare_datasets([expected for _, _, expected in entries])
+        queue = self.jobs(entries)
         running: list[_Running] = []
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -179,19 +248,17 @@ class LocalRunner:
             while queue or running:
                 free = sorted(set(range(self.parallel)) - {r.slot for r in running})
                 while queue and free:
-                    trial, state = queue.pop(0)
-                    verb = "resuming" if state.kind == "interrupted" else "starting"
-                    self.out(f"[{trial.index}] {trial.name}: {verb} "
-                             f"({state.describe()}) on slot {free[0]}")
-                    running.append(self._start(trial, free.pop(0)))
+                    job, slot = queue.pop(0), free.pop(0)
+                    self._announce(job, slot)
+                    running.append(self._start(job, slot))
                 for run in [r for r in running if r.proc.poll() is not None]:
                     running.remove(run)
                     self._finish(run, counts)
                 if running:
                     time.sleep(self.poll_seconds)
         except _Stop as err:
-            self.out(f"signal {err.signum}: stopping {len(running)} running trial(s); they "
-                     "resume from their checkpoints when the sweep is run again")
+            self.out(f"signal {err.signum}: stopping {len(running)} running process(es); their "
+                     "trials resume from their checkpoints when the sweep is run again")
             for run in running:
                 run.proc.terminate()
             for run in running:

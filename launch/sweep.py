@@ -2,14 +2,19 @@
 
     python -m launch.sweep --sweep=configs/sweeps/embedded_bs_lr.py --root=runs/bs_lr \
         [--set=data_dir=/data/tfds ...] [--parallel=2 [--devices_per_trial=4]] [--only='bs32-*']
-        [--dry_run] [--trial=INDEX] [--multihost] [--runner=slurm [--submit] ...]
+        [--group_trials [--max_trials_per_program=16]] [--dry_run] [--trial=INDEX] [--multihost]
+        [--runner=slurm [--submit] ...]
 
 Local (default): writes ROOT/sweep.json and runs every unfinished trial, ``--parallel`` at once
 on disjoint devices (launch/runner.py); rerunning the same command skips finished trials and
-resumes interrupted ones. ``--dry_run`` prints each trial, its state and its command, and writes
-nothing. ``--trial=I`` runs trial I alone in the foreground (what a cluster task runs: SLURM
-array tasks, every worker of a TPU VM). ``--runner=slurm`` writes ROOT/sweep.json and prints the
-``sbatch --array`` submission of the unfinished trials; ``--submit`` also submits it.
+resumes interrupted ones. ``--group_trials`` runs the trials that differ only in per-trial
+hyperparameters (learning rate, seed, ...) as one vmapped program per process, at most
+``--max_trials_per_program`` per program, fewer when a memory limit is known
+(launch/grouping.py). ``--dry_run`` prints each trial, its state and its command (with
+``--group_trials``, each program's), and writes nothing. ``--trial=I`` runs trial I alone in the
+foreground (what a cluster task runs: SLURM array tasks, every worker of a TPU VM).
+``--runner=slurm`` writes ROOT/sweep.json and prints the ``sbatch --array`` submission of the
+unfinished trials; ``--submit`` also submits it.
 
 Exit status: 0 when every trial is finished (diverged included), 1 when a trial failed, 2 for a
 bad sweep or bad flags.
@@ -58,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices_per_trial", type=int, default=None,
                    help="local: GPUs per concurrent trial (CUDA_VISIBLE_DEVICES), or simulated "
                         "CPU devices per trial on a CPU-only machine")
+    p.add_argument("--group_trials", action="store_true",
+                   help="local: run trials that differ only in bsgap.trainer.TRIAL_FIELDS "
+                        "(learning rate, seed, ...) as one vmapped program per process")
+    p.add_argument("--max_trials_per_program", type=int, default=16, metavar="K",
+                   help="local, with --group_trials: at most K trials per program (lowered "
+                        "further when the device or memory_limit_bytes gives a memory limit)")
     p.add_argument("--trial", type=int, default=None, metavar="INDEX",
                    help="run this trial alone in the foreground (cluster tasks)")
     p.add_argument("--multihost", action="store_true",
@@ -87,6 +98,22 @@ def _states(sweep, trials, root):
             for t in trials]
 
 
+def _dry_run_groups(local, trials, states) -> int:
+    """Finished trials and conflicts, then each process that would run: its trials and command."""
+    for t, s in zip(trials, states):
+        if s.kind in ("finished", "conflict"):
+            print(f"[{t.index}] {t.name}: {s.describe()}"
+                  + (f" -- {s.detail}" if s.kind == "conflict" else ""))
+    entries = [(t, s, expected_config(local.sweep, t)) for t, s in zip(trials, states)
+               if s.kind not in ("finished", "conflict")]
+    for job in local.jobs(entries):
+        for t, s in zip(job.trials, job.states):
+            print(f"[{t.index}] {t.name}: {s.describe()}"
+                  + (f" (one program of {len(job.trials)} trials)" if job.grouped else ""))
+        print(f"    {command_string(list(job.argv))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -112,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")", flush=True)
 
     if args.runner == "slurm":
+        if args.group_trials:
+            print("launch.sweep: error: --group_trials is for the local runner (a SLURM array "
+                  "task runs one trial)", file=sys.stderr)
+            return 2
         todo = [t.index for t, s in zip(trials, states) if s.kind != "finished"]
         if not todo:
             print("every trial is finished; nothing to submit")
@@ -131,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             return subprocess.run(cmd, cwd=REPO_ROOT).returncode
         return 0
 
-    if args.dry_run:
+    if args.dry_run and not args.group_trials:
         for t, s in zip(trials, states):
             print(f"[{t.index}] {t.name}: {s.describe()}"
                   + (f" -- {s.detail}" if s.kind == "conflict" else ""))
@@ -141,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         local = runner.LocalRunner(sweep, trials, root, parallel=args.parallel,
                                    devices_per_trial=args.devices_per_trial,
-                                   multihost=args.multihost)
-    except ValueError as err:
+                                   multihost=args.multihost, group_trials=args.group_trials,
+                                   max_trials_per_program=args.max_trials_per_program)
+        if args.dry_run:
+            return _dry_run_groups(local, trials, states)
+    except (ValueError, SweepError) as err:
         print(f"launch.sweep: error: {err}", file=sys.stderr)
         return 2
     runner.write_plan(sweep, all_trials, root)
