@@ -12,7 +12,7 @@ import ml_collections
 
 from bsgap import logbook
 from bsgap.checkpoint import Checkpointer, restore_numpy
-from bsgap.data import Dataset, load_dataset
+from bsgap.data import Dataset, load_dataset_from_config
 from bsgap.models import create_model
 
 
@@ -65,8 +65,9 @@ def load_run(workdir: str, step: int | None = None, *, with_data: bool = True,
     state = restore_numpy(workdir, step)
     data = None
     if with_data:
-        data = load_dataset(config.dataset, data_dir=data_dir or config.data_dir,
-                            eval_split=config.eval_split)
+        if data_dir:
+            config.data_dir = data_dir
+        data = load_dataset_from_config(config)
     return LoadedRun(workdir=workdir, config=config, resolved=stored["resolved"], step=step,
                      model=model_from_config(config, stored["resolved"]),
                      params=state["params"], batch_stats=state.get("batch_stats", {}) or {},
