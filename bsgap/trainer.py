@@ -39,10 +39,8 @@ from bsgap.optim import make_optimizer, set_hyperparams
 from bsgap.restore import model_from_config
 from bsgap.scaling import schedule_factor_fn
 from bsgap.step import TrainState, init_key, init_noise_state, make_eval_step, make_train_step
+from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.workdir import WorkdirError, check_workdir, environment, plain_config
-
-TRIAL_FIELDS = ("learning_rate", "lr_scaling", "momentum", "weight_decay", "warmup_epochs",
-                "seed", "data_seed", "target_accuracy", "stop_at_target", "patience_evals")
 
 
 def say(message: str) -> None:
@@ -54,18 +52,6 @@ def say(message: str) -> None:
 
 def data_seed(config) -> int:
     return config.seed if config.get("data_seed") is None else config.data_seed
-
-
-def check_shareable(configs) -> None:
-    """Trials share one program only if every field outside TRIAL_FIELDS is equal."""
-    first = {k: v for k, v in plain_config(configs[0]).items() if k not in TRIAL_FIELDS}
-    for i, config in enumerate(configs[1:], 1):
-        other = {k: v for k, v in plain_config(config).items() if k not in TRIAL_FIELDS}
-        diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
-        if diff:
-            raise run_config.ConfigError(
-                f"trial {i} differs from trial 0 in {diff}; trials in one program may differ only "
-                f"in {TRIAL_FIELDS}")
 
 
 @dataclasses.dataclass

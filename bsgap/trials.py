@@ -15,7 +15,7 @@ import os
 import re
 
 from bsgap.run_config import ConfigError
-from bsgap.trainer import TRIAL_FIELDS
+from bsgap.trial_fields import TRIAL_FIELDS
 
 
 def trial_name(overrides: dict) -> str:

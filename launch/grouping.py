@@ -32,9 +32,9 @@ from launch.state import TrialState
 
 
 def trial_fields() -> tuple:
-    """``bsgap.trainer.TRIAL_FIELDS`` (imported on first use: the trainer pulls in TensorFlow)."""
+    """``bsgap.trial_fields.TRIAL_FIELDS``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # as bsgap.train does
-    from bsgap.trainer import TRIAL_FIELDS
+    from bsgap.trial_fields import TRIAL_FIELDS
 
     return TRIAL_FIELDS
 
@@ -155,7 +155,7 @@ def check_group_command(sweep: Sweep, argv: list[str], trials: list[Trial],
     else what differs. Parses the flags as ``bsgap.train`` does and expands the trials with
     ``bsgap.trials.expand_trials``, then asks ``check_shareable`` as ``Trainer.for_trials`` will."""
     from bsgap.run_config import ConfigError
-    from bsgap.trainer import check_shareable
+    from bsgap.trial_fields import TrialMismatchError, check_shareable
     from bsgap.trials import expand_trials
     from bsgap.workdir import plain_config
 
@@ -165,7 +165,7 @@ def check_group_command(sweep: Sweep, argv: list[str], trials: list[Trial],
     try:
         specs = expand_trials(parse_cli_config(flags), root)
         check_shareable([c for c, _ in specs])
-    except (SweepError, ConfigError) as err:
+    except (SweepError, ConfigError, TrialMismatchError) as err:
         return str(err)
     if len(specs) != len(trials):
         return f"{len(specs)} trial configs for {len(trials)} trials"

@@ -13,7 +13,8 @@ import pytest
 
 from bsgap import logbook
 from bsgap.memory import max_trials_in_memory
-from bsgap.trainer import TRIAL_FIELDS, Trainer
+from bsgap.trainer import Trainer
+from bsgap.trial_fields import TRIAL_FIELDS
 from bsgap.trials import expand_trials
 from bsgap.workdir import plain_config
 from launch import footprint, grouping, runner, spec
