@@ -1,16 +1,27 @@
-# Figures of a sweep (analysis/all.py). ROOT is a sweep directory or a runs.csv written by
-# analysis.collect; by default the committed example sweep (analysis/figures/example_sweep/).
-#   make figures                                   # the committed CSV, into runs/figures/
-#   make figures ROOT=runs/study_fig8 OUT_DIR=runs/study_fig8/figures [TARGET=0.9,0.85]
+# Figures of a sweep (analysis/all.py), from run directories or from a runs.csv written by
+# analysis.collect (with the runs' small files beside it where they are committed).
+#   make figures          # the committed offline study (results/embedded/), into results/embedded/figures/
+#   make figures ROOT=runs/my_sweep OUT_DIR=runs/my_sweep/figures [TARGET=0.9,0.85]
+#   make example-figures  # the small example sweep (analysis/figures/example_sweep/), into runs/figures/
 PYTHON ?= python
-ROOT ?= analysis/figures/example_sweep/runs.csv
+STUDY ?= results/embedded
+ROOT ?=
 OUT_DIR ?= runs/figures
 TARGET ?=
 
-.PHONY: figures test-figures
+.PHONY: figures example-figures test-figures
 
+ifeq ($(ROOT),)
+figures:
+	$(PYTHON) -m analysis.all --root=$(STUDY)/study_fig8/runs.csv --out_dir=$(STUDY)/figures/fig8 --target=0.9
+	$(PYTHON) -m analysis.all --root=$(STUDY)/study_steps_to_target/runs.csv --out_dir=$(STUDY)/figures/steps_to_target --target=0.9
+else
 figures:
 	$(PYTHON) -m analysis.all --root=$(ROOT) --out_dir=$(OUT_DIR) $(if $(TARGET),--target=$(TARGET))
+endif
+
+example-figures:
+	$(PYTHON) -m analysis.all --root=analysis/figures/example_sweep/runs.csv --out_dir=$(OUT_DIR)
 
 test-figures:
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 NPROC=16 $(PYTHON) -m pytest -q tests/test_figures.py

@@ -157,6 +157,9 @@ def _axis_rows(axis: dict, chosen: dict, sweep_path: str) -> list[dict]:
             except Exception as err:  # noqa: BLE001 -- say which field's function failed
                 raise SweepError(f"{sweep_path}: values of {field!r} for {chosen}: "
                                  f"{type(err).__name__}: {err}") from err
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise SweepError(f"{sweep_path}: axis field {field!r} must give a list of values "
+                             f"(a function must return a list), got {values!r} for {chosen}")
         values = list(values)
         if not values:
             raise SweepError(f"{sweep_path}: axis field {field!r} has no values for {chosen}")

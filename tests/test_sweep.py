@@ -88,6 +88,8 @@ def test_names_are_stable_when_an_axis_grows(tmp_path):
     ('{"config": "configs/nope.py", "axes": {"seed": [0]}}', "base config configs/nope.py"),
     ('{"config": "configs/digits_mlp.py", "axis": {"seed": [0]}}', "'config' and 'axes'"),
     ('{"config": "configs/digits_mlp.py", "axes": {"seed": 3}}', "needs a list of values"),
+    ('{"config": "configs/digits_mlp.py", "axes": [{"batch_size": [8]}, '
+     '{"microbatch_size": lambda t: t["batch_size"] // 2}]}', "must return a list"),
 ])
 def test_bad_sweeps_are_refused_with_the_reason(tmp_path, body, message):
     path = _write_sweep(tmp_path, f"def get_sweep():\n    return {body}\n")
