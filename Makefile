@@ -2,6 +2,7 @@
 # analysis.collect (with the runs' small files beside it where they are committed).
 #   make figures          # the committed offline study (results/embedded/), into results/embedded/figures/
 #   make figures ROOT=runs/my_sweep OUT_DIR=runs/my_sweep/figures [TARGET=0.9,0.85]
+#   make study            # rerun the offline study itself (sweeps, curvature, export, figures)
 #   make example-figures  # the small example sweep (analysis/figures/example_sweep/), into runs/figures/
 PYTHON ?= python
 STUDY ?= results/embedded
@@ -9,12 +10,17 @@ ROOT ?=
 OUT_DIR ?= runs/figures
 TARGET ?=
 
-.PHONY: figures example-figures test-figures
+.PHONY: figures example-figures test-figures study
+
+# The whole offline study from scratch (~1.5 h on 2 cores), then `make figures`.
+study:
+	PYTHON=$(PYTHON) bash results/embedded/run_study.sh
 
 ifeq ($(ROOT),)
 figures:
 	$(PYTHON) -m analysis.all --root=$(STUDY)/study_fig8/runs.csv --out_dir=$(STUDY)/figures/fig8 --target=0.9
 	$(PYTHON) -m analysis.all --root=$(STUDY)/study_steps_to_target/runs.csv --out_dir=$(STUDY)/figures/steps_to_target --target=0.9
+	$(PYTHON) -m analysis.all --root=$(STUDY)/study_noise/runs.csv --out_dir=$(STUDY)/figures/noise --target=0.9
 else
 figures:
 	$(PYTHON) -m analysis.all --root=$(ROOT) --out_dir=$(OUT_DIR) $(if $(TARGET),--target=$(TARGET))

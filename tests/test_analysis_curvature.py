@@ -233,13 +233,26 @@ def test_interpolate_hold_matches_endpoints_trainer_eval_and_library(runs, tmp_p
         summary = read(os.path.join(run.workdir, "summary.json"))  # the trainer's final eval
         assert out["test_accuracy"][index] == pytest.approx(summary["final_eval_accuracy"])
         assert out["test_loss"][index] == pytest.approx(summary["final_eval_loss"], rel=1e-5)
-    # Every alpha against the library's line over the {'params', 'batch_stats'} pytree.
-    loss_fn, acc_fn = _common.variables_loss_and_accuracy_fns(
-        _common.analysis_model(run_a.config, run_a.resolved, "eval"), 10)
-    line = curvature.interpolate(loss_fn, run_a.variables(), run_b.variables(),
-                                 batches_of(test, len(test["label"]), 1000), alphas, acc_fn)
-    np.testing.assert_allclose(out["test_loss"], line.losses, rtol=1e-5)
-    np.testing.assert_allclose(out["test_accuracy"], line.accuracies, atol=1e-6)
+    # Every alpha against the library's line over the parameters, with the BN running averages
+    # of 'hold' written out here: means linear, variances geometric (float64).
+    model = _common.analysis_model(run_a.config, run_a.resolved, "eval")
+    loss_fn, acc_fn = _common.variables_loss_and_accuracy_fns(model, 10)
+    test_batches = batches_of(test, len(test["label"]), 1000)
+    for i, alpha in enumerate(alphas):
+        stats = {}
+        for name in ("mean", "var"):
+            a = np.asarray(run_a.batch_stats["Norm_0"]["GhostBatchNorm_0"][name], np.float64)
+            b = np.asarray(run_b.batch_stats["Norm_0"]["GhostBatchNorm_0"][name], np.float64)
+            stats[name] = ((1 - alpha) * a + alpha * b if name == "mean"
+                           else a ** (1 - alpha) * b ** alpha).astype(np.float32)
+        stats = {"Norm_0": {"GhostBatchNorm_0": stats}}
+        line = curvature.interpolate(
+            lambda p, batch: loss_fn({"params": p, "batch_stats": stats}, batch),
+            run_a.params, run_b.params, test_batches, [alpha],
+            lambda p, batch: acc_fn({"params": p, "batch_stats": stats}, batch))
+        assert np.isfinite(out["test_loss"][i])
+        assert out["test_loss"][i] == pytest.approx(line.losses[0], rel=1e-5)
+        assert out["test_accuracy"][i] == pytest.approx(line.accuracies[0], abs=1e-6)
     png = os.path.join(out_dir, out["plot"])
     assert os.path.getsize(png) > 5000 and open(png, "rb").read(4) == b"\x89PNG"
 
