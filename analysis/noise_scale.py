@@ -88,10 +88,23 @@ def compute(sweep: Sweep, metric: str = "final") -> dict:
     if curves.empty and smith.empty:
         raise FigureError(f"{sweep.root} has neither B_simple in any metrics.jsonl nor a finished "
                           "run with config.json (for N); " + "; ".join(notes))
-    final = (curves.sort_values("step").groupby("batch_size").tail(1)
-             .sort_values("batch_size").reset_index(drop=True))
-    return {"metric": data.METRICS[metric], "b_simple_curves": curves, "b_simple_final": final,
-            "smith_le": smith, "notes": notes}
+    return {"metric": data.METRICS[metric], "b_simple_curves": curves,
+            "b_simple_late": late_b_simple(curves), "smith_le": smith, "notes": notes}
+
+
+def late_b_simple(curves: pd.DataFrame, fraction: float = 0.25) -> pd.DataFrame:
+    """Per batch size, the median of its B_simple curve over the last `fraction` of its logged
+    steps (step >= (1 - fraction) x the last logged step), with the number of points and how many
+    were negative. One logged value late in training is mostly noise (the two-batch |G|^2
+    estimate crosses zero as the gradient shrinks); the median over a window is not."""
+    rows = []
+    for batch_size, curve in curves.groupby("batch_size"):
+        late = curve[curve["step"] >= (1.0 - fraction) * curve["step"].max()]
+        rows.append({"batch_size": int(batch_size), "b_simple": float(late["b_simple"].median()),
+                     "from_step": int(late["step"].min()), "to_step": int(late["step"].max()),
+                     "points": int(len(late)), "negative": int((late["b_simple"] < 0).sum())})
+    return pd.DataFrame(rows, columns=["batch_size", "b_simple", "from_step", "to_step", "points",
+                                       "negative"])
 
 
 def plot(numbers: dict, source: str):
@@ -137,10 +150,12 @@ def plot(numbers: dict, source: str):
 
 def headlines(numbers: dict) -> list[str]:
     lines = []
-    final = numbers["b_simple_final"]
-    if len(final):
-        lines.append("B_simple at the last logged step: " + ", ".join(
-            f"B={r.batch_size}: {r.b_simple:.4g}" for r in final.itertuples()))
+    late = numbers["b_simple_late"]
+    if len(late):
+        lines.append("B_simple, median over the last quarter of logged steps: " + ", ".join(
+            f"B={r.batch_size}: {r.b_simple:.4g}" + (f" ({r.negative} of {r.points} < 0)"
+                                                      if r.negative else "")
+            for r in late.itertuples()))
     smith = numbers["smith_le"]
     if len(smith):
         best = smith.loc[smith["accuracy"].idxmax()]
@@ -155,7 +170,8 @@ def make(sweep: Sweep, metric: str = "final") -> plotting.FigureResult:
     return plotting.FigureResult(
         "noise_scale", "Gradient noise scale", plot(numbers, sweep.describe()),
         {k: v for k, v in numbers.items() if k != "notes"},
-        tables={"B_simple at the last logged step": numbers["b_simple_final"],
+        tables={"B_simple, median over the last quarter of logged steps":
+                numbers["b_simple_late"],
                 "accuracy vs Smith & Le noise scale": numbers["smith_le"]},
         headlines=headlines(numbers), notes=numbers["notes"])
 

@@ -361,6 +361,19 @@ def test_sharpness_without_measurements_exits_2(fig8_root, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- noise scale
+def test_late_b_simple_is_the_median_of_the_last_quarter():
+    curves = pd.DataFrame({"batch_size": [32] * 8 + [64] * 2,
+                           "step": [10, 20, 30, 40, 50, 60, 70, 80, 5, 10],
+                           "b_simple": [1, 2, 3, 4, 5, 700, -50, 900, 7, 9.0]})
+    late = noise_scale.late_b_simple(curves)
+    # B=32: steps >= 60 -> {700, -50, 900}, median 700, one negative; B=64: steps >= 7.5 -> {9}.
+    assert late.to_dict("records") == [
+        {"batch_size": 32, "b_simple": 700.0, "from_step": 60, "to_step": 80, "points": 3,
+         "negative": 1},
+        {"batch_size": 64, "b_simple": 9.0, "from_step": 10, "to_step": 10, "points": 1,
+         "negative": 0}]
+
+
 def test_noise_scale_curves_and_smith_le(steps_root, tmp_path):
     out = str(tmp_path / "noise.png")
     assert noise_scale.main([f"--root={steps_root}", f"--out={out}"]) == 0
@@ -371,7 +384,7 @@ def test_noise_scale_curves_and_smith_le(steps_root, tmp_path):
     assert [curves[(16, s)]["b_simple"] for s in (10, 20)] == [40.0, 60.0]
     assert [curves[(1600, s)]["b_simple"] for s in (10, 20)] == [300.0, 400.0]
     assert curves[(1600, 20)]["examples"] == 20 * 1600 and curves[(16, 10)]["n"] == 2
-    assert [(r["batch_size"], r["b_simple"]) for r in numbers["b_simple_final"]] == [
+    assert [(r["batch_size"], r["b_simple"]) for r in numbers["b_simple_late"]] == [
         (16, 60.0), (1600, 400.0)]
     g = {r["run"]: r["noise_scale"] for r in numbers["smith_le"]}
     for b in BATCH:                                       # lr N / B with N = 10000
@@ -431,7 +444,7 @@ def test_all_from_directory_and_from_csv(steps_root, tmp_path, capsys):
         sweep = load_sweep(os.path.join(steps_root, "runs.csv"))
         assert sweep.source == "csv" and sweep.files_dir == steps_root
         noise = noise_scale.make(sweep)
-        assert list(noise.numbers["b_simple_final"]["b_simple"]) == [60.0, 400.0]
+        assert list(noise.numbers["b_simple_late"]["b_simple"]) == [60.0, 400.0]
         assert sharpness.make(sweep).numbers["interpolation"]["train_barrier"] == pytest.approx(0.3)
     finally:
         os.remove(os.path.join(steps_root, "runs.csv"))

@@ -67,7 +67,7 @@ def save(result: FigureResult, out: str) -> dict:
     paths = output_paths(out)
     os.makedirs(os.path.dirname(os.path.abspath(paths["png"])), exist_ok=True)
     result.figure.savefig(paths["png"], dpi=110)
-    result.figure.savefig(paths["pdf"])
+    result.figure.savefig(paths["pdf"], metadata={"CreationDate": None})  # same bytes each run
     with open(paths["json"], "w") as f:
         json.dump(jsonable({"figure": result.name, "title": result.title,
                             "headlines": result.headlines, "notes": result.notes,
