@@ -21,6 +21,7 @@ figures:
 	$(PYTHON) -m analysis.all --root=$(STUDY)/study_fig8/runs.csv --out_dir=$(STUDY)/figures/fig8 --target=0.9
 	$(PYTHON) -m analysis.all --root=$(STUDY)/study_steps_to_target/runs.csv --out_dir=$(STUDY)/figures/steps_to_target --target=0.9
 	$(PYTHON) -m analysis.all --root=$(STUDY)/study_noise/runs.csv --out_dir=$(STUDY)/figures/noise --target=0.9
+	$(PYTHON) -m analysis.all --root=$(STUDY)/study_converged/runs.csv --out_dir=$(STUDY)/figures/converged --target=0.9
 else
 figures:
 	$(PYTHON) -m analysis.all --root=$(ROOT) --out_dir=$(OUT_DIR) $(if $(TARGET),--target=$(TARGET))

@@ -7,8 +7,9 @@ Reads what `analysis.curvature` and `analysis.interpolate` wrote, never a checkp
 - every run's `analysis/curvature_<step>[-n].json`: of the complete ones (`"complete": true`) the
   latest step, and at that step the latest result (largest n). From it: the Keskar eps-sharpness
   of every box size epsilon, the top Hessian eigenvalue, and when measured the Hutchinson trace,
-  SAM rho-sharpness and exact B_simple (`analysis.figures.data.curvature_quantities`). Per batch
-  size: mean +- std (ddof = 1) over the runs measured (`data.sharpness_table`).
+  SAM rho-sharpness and exact B_simple (`analysis.figures.data.curvature_quantities`). Per lr
+  rule and batch size: mean +- std (ddof = 1) over the runs measured (`data.sharpness_table`;
+  one line per rule when the runs measured have several).
 - every complete `interpolation_*.json` in an `analysis/` directory under the root: the one whose
   two runs' batch sizes differ most is plotted (train solid, test dashed; cross-entropy on the
   left axis, accuracy on the right), its barrier -- the highest loss on 0 <= alpha <= 1 above the
@@ -27,6 +28,10 @@ from analysis.figures import cli, data, plotting
 from analysis.figures.sweep import FigureError, Sweep, curvature_step, read_json
 
 PROG = "analysis.sharpness"
+
+
+RULE_NAMES = {"none": "fixed lr", "linear": "linear scaling", "sqrt": "sqrt scaling"}
+RULE_MARKERS = {"none": "o", "linear": "s", "sqrt": "^"}
 
 
 def add_arguments(parser) -> None:
@@ -58,10 +63,13 @@ def compute(sweep: Sweep) -> dict:
         step = record.get("run", {}).get("step")
         sources.append({"run": run.run, "batch_size": int(run.batch_size), "step": step,
                         "file": os.path.relpath(path, sweep.files_dir)})
+        rule = getattr(run, "lr_scaling", "")
+        rule = "" if not isinstance(rule, str) else rule
         for quantity, value in data.curvature_quantities(record).items():
-            rows.append({"run": run.run, "batch_size": int(run.batch_size), "step": step,
-                         "quantity": quantity, "value": value})
-    measurements = pd.DataFrame(rows, columns=["run", "batch_size", "step", "quantity", "value"])
+            rows.append({"run": run.run, "batch_size": int(run.batch_size), "lr_scaling": rule,
+                         "step": step, "quantity": quantity, "value": value})
+    measurements = pd.DataFrame(rows, columns=["run", "batch_size", "lr_scaling", "step",
+                                               "quantity", "value"])
     lines = []
     for path in sweep.find_files("interpolation_"):
         record = read_json(path)
@@ -97,15 +105,19 @@ def _quantity_panel(ax, table: pd.DataFrame, prefix: str, ylabel: str, empty: st
     if rows.empty:
         plotting.message_axis(ax, empty)
         return
-    for i, (quantity, group) in enumerate(rows.groupby("quantity", sort=True)):
+    several_rules = rows["lr_scaling"].nunique() > 1
+    for i, ((quantity, rule), group) in enumerate(rows.groupby(["quantity", "lr_scaling"],
+                                                               sort=True)):
         group = group.sort_values("batch_size")
-        label = quantity.replace("eps_sharpness@", "ε = ") if "@" in quantity else None
+        parts = [quantity.replace("eps_sharpness@", "ε = ")] if "@" in quantity else []
+        parts += [RULE_NAMES.get(rule, rule)] if several_rules else []
         ax.errorbar(group["batch_size"], group["mean"], yerr=group["std"].fillna(0.0),
-                    marker="o", capsize=3, color=f"C{i}", label=label)
+                    marker=RULE_MARKERS.get(rule, "o"), capsize=3, color=f"C{i}",
+                    label=", ".join(parts) or None)
     ax.set_yscale("log")
     plotting.batch_axis(ax, rows["batch_size"])
     ax.set_ylabel(ylabel)
-    if rows["quantity"].nunique() > 1 or "@" in rows["quantity"].iloc[0]:
+    if rows["quantity"].nunique() > 1 or "@" in rows["quantity"].iloc[0] or several_rules:
         ax.legend(fontsize=7)
 
 
@@ -151,9 +163,11 @@ def plot(numbers: dict, source: str):
 
 def headlines(numbers: dict) -> list[str]:
     lines = []
-    for quantity, group in numbers["table"].groupby("quantity", sort=True):
+    table = numbers["table"]
+    several_rules = table["lr_scaling"].nunique() > 1
+    for (quantity, rule), group in table.groupby(["quantity", "lr_scaling"], sort=True):
         parts = ", ".join(f"B={r.batch_size}: {r.mean:.4g}" for r in group.itertuples())
-        lines.append(f"{quantity}: {parts}")
+        lines.append(f"{quantity}{f' ({rule})' if several_rules else ''}: {parts}")
     s = numbers["interpolation"]
     if s:
         def fmt(v):

@@ -337,14 +337,17 @@ def test_sharpness_latest_complete_result_per_run(steps_root, tmp_path):
     assert sharpness.main([f"--root={steps_root}", f"--out={out}"]) == 0
     assert_png(out)
     numbers = _load(out[:-4] + ".json")
-    cells = {(r["quantity"], r["batch_size"]): r for r in numbers["table"]}
-    assert cells[("top_eigenvalue", 16)]["mean"] == pytest.approx(12.0)      # 10, 14
-    assert cells[("top_eigenvalue", 16)]["std"] == pytest.approx(math.sqrt(8))
-    assert cells[("top_eigenvalue", 1600)]["mean"] == pytest.approx(110.0)   # 100, 120 (-1)
-    assert cells[("eps_sharpness@0.001", 16)]["mean"] == pytest.approx(1.5)
-    assert cells[("eps_sharpness@0.001", 1600)]["mean"] == pytest.approx(25.0)
-    assert cells[("eps_sharpness@0.0005", 1600)]["mean"] == pytest.approx(10.0)
-    assert cells[("hessian_trace", 16)]["n"] == 1
+    # Runs '-a' are lr rule linear, '-b' fixed: never averaged together.
+    cells = {(r["quantity"], r["lr_scaling"], r["batch_size"]): r for r in numbers["table"]}
+    assert {k: v["mean"] for k, v in cells.items() if k[0] == "top_eigenvalue"} == {
+        ("top_eigenvalue", "linear", 16): 10.0, ("top_eigenvalue", "none", 16): 14.0,
+        ("top_eigenvalue", "linear", 1600): 100.0,
+        ("top_eigenvalue", "none", 1600): 120.0}                  # curvature_250-1 supersedes
+    assert cells[("eps_sharpness@0.001", "none", 16)]["mean"] == pytest.approx(2.0)
+    assert cells[("eps_sharpness@0.001", "linear", 1600)]["mean"] == pytest.approx(20.0)
+    assert cells[("eps_sharpness@0.0005", "none", 1600)]["mean"] == pytest.approx(12.0)
+    assert cells[("hessian_trace", "linear", 16)]["n"] == 1
+    assert all(r["std"] is None for r in numbers["table"])    # one run per cell: NaN in JSON
     assert numbers["incomplete_skipped"] == 1
     steps = {s["run"]: s["step"] for s in numbers["sources"]}
     assert steps == {"bs16-a": 500, "bs16-b": 500, "bs1600-a": 125, "bs1600-b": 250}
@@ -353,6 +356,20 @@ def test_sharpness_latest_complete_result_per_run(steps_root, tmp_path):
     assert line["train_barrier"] == pytest.approx(0.3)    # max(0.1, 0.5, 0.2) - max(0.1, 0.2)
     assert line["test_barrier"] == pytest.approx(0.2)
     assert len(numbers["interpolations"]) == 2
+
+
+def test_sharpness_table_mean_and_std_per_rule_and_batch_size():
+    measurements = pd.DataFrame({
+        "run": ["a", "b", "c", "d"], "batch_size": [16, 16, 16, 64],
+        "lr_scaling": ["none", "none", "linear", "none"],
+        "quantity": ["top_eigenvalue"] * 4, "value": [10.0, 14.0, 3.0, 7.0]})
+    table = data.sharpness_table(measurements)
+    rows = {(r["lr_scaling"], r["batch_size"]): r for r in table.to_dict("records")}
+    assert rows[("none", 16)]["mean"] == 12.0 and rows[("none", 16)]["n"] == 2
+    assert rows[("none", 16)]["std"] == pytest.approx(math.sqrt(8))      # ddof = 1
+    assert rows[("linear", 16)]["mean"] == 3.0 and math.isnan(rows[("linear", 16)]["std"])
+    pooled = data.sharpness_table(measurements.drop(columns="lr_scaling"))
+    assert pooled[pooled["batch_size"] == 16]["mean"].tolist() == [9.0]   # no rule column
 
 
 def test_sharpness_without_measurements_exits_2(fig8_root, tmp_path, capsys):

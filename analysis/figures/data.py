@@ -318,16 +318,23 @@ def curvature_quantities(record: dict) -> dict:
 
 
 def sharpness_table(measurements: pd.DataFrame) -> pd.DataFrame:
-    """Keskar et al. (2017, Table 2) as a function of batch size: per (quantity, batch size) the
-    mean, sample std (ddof = 1) and count over the runs measured. `measurements` has columns
-    run, batch_size, quantity, value."""
+    """Keskar et al. (2017, Table 2) as a function of batch size: per (quantity, lr rule, batch
+    size) the mean, sample std (ddof = 1) and count over the runs measured. `measurements` has
+    columns run, batch_size, quantity, value and optionally lr_scaling (runs of different rules
+    are never averaged together: a fixed-lr and a linearly scaled B=2048 differ by 30x in
+    sharpness in this project's study)."""
+    if "lr_scaling" not in measurements.columns:
+        measurements = measurements.assign(lr_scaling="")
+    measurements = measurements.assign(lr_scaling=measurements["lr_scaling"].fillna("").astype(str))
     rows = []
-    for (quantity, batch), group in measurements.groupby(["quantity", "batch_size"], sort=True):
+    for (quantity, rule, batch), group in measurements.groupby(
+            ["quantity", "lr_scaling", "batch_size"], sort=True):
         values = group["value"].astype(float)
-        rows.append({"quantity": quantity, "batch_size": int(batch), "mean": float(values.mean()),
+        rows.append({"quantity": quantity, "lr_scaling": rule, "batch_size": int(batch),
+                     "mean": float(values.mean()),
                      "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
                      "n": int(len(values))})
-    return pd.DataFrame(rows, columns=["quantity", "batch_size", "mean", "std", "n"])
+    return pd.DataFrame(rows, columns=["quantity", "lr_scaling", "batch_size", "mean", "std", "n"])
 
 
 def interpolation_summary(record: dict) -> dict:
