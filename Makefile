@@ -12,7 +12,7 @@ TARGET ?=
 
 .PHONY: figures example-figures test-figures study
 
-# The whole offline study from scratch (~1 h on 2 cores), then `make figures`.
+# The whole offline study from scratch (~1.3 h on 2 cores), then `make figures`.
 study:
 	PYTHON=$(PYTHON) bash results/embedded/run_study.sh
 

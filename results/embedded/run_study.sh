@@ -2,7 +2,7 @@
 # The offline batch-size study, end to end: three sweeps, curvature and interpolation on the
 # fixed-lr runs, then the small files copied into results/embedded/ and every figure redrawn.
 # Resumable: rerun after an interruption and finished trials / measured runs are skipped.
-#   bash results/embedded/run_study.sh [RUNS_DIR]      # default RUNS_DIR=runs (~1 h on 2 cores)
+#   bash results/embedded/run_study.sh [RUNS_DIR]      # default RUNS_DIR=runs (~1.3 h on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs}
