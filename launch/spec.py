@@ -90,8 +90,9 @@ def _jsonable(value):
     return value
 
 
-def load_sweep(path: str, extra_overrides: dict | None = None) -> Sweep:
-    """Load a sweep file's ``get_sweep()``; ``extra_overrides`` (--set) join its fixed fields."""
+def sweep_dict(path: str) -> dict:
+    """A sweep file's ``get_sweep()`` dict, checked; sweep files derive from each other with it
+    (e.g. ``sweep_dict(os.path.join(os.path.dirname(__file__), "study_fig8.py"))``)."""
     if not os.path.isfile(path):
         raise SweepError(f"sweep file {path} does not exist")
     module_name = "bsgap_sweep_" + re.sub(r"\W", "_", os.path.abspath(path))
@@ -107,6 +108,12 @@ def load_sweep(path: str, extra_overrides: dict | None = None) -> Sweep:
     unknown = set(raw) - {"config", "overrides", "axes", "names"}
     if unknown:
         raise SweepError(f"{path}: unknown keys {sorted(unknown)} in get_sweep()'s dict")
+    return raw
+
+
+def load_sweep(path: str, extra_overrides: dict | None = None) -> Sweep:
+    """Load a sweep file's ``get_sweep()``; ``extra_overrides`` (--set) join its fixed fields."""
+    raw = sweep_dict(path)
     axes = raw["axes"]
     if isinstance(axes, dict):
         axes = [{field: values} for field, values in axes.items()]

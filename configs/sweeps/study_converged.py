@@ -9,20 +9,15 @@ scaled linearly (0.8), 3 seeds each: 6 trials. Compare with study_fig8's bs16/bs
     python -m launch.sweep --sweep=configs/sweeps/study_converged.py \
         --root=runs/study_converged --parallel=2
 """
-import importlib.util
 import os
 
+from launch.spec import sweep_dict
 
-def _fig8_sweep() -> dict:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "study_fig8.py")
-    spec = importlib.util.spec_from_file_location("study_fig8", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_sweep()
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_sweep():
-    sweep = _fig8_sweep()
+    sweep = sweep_dict(os.path.join(HERE, "study_fig8.py"))
     sweep["overrides"] = {**sweep["overrides"], "num_epochs": 500, "warmup_epochs": 50.0,
                           "log_every_steps": 10, "eval_every_steps": 50}
     sweep["names"] = {"num_epochs": "ep"}

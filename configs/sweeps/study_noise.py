@@ -9,20 +9,15 @@ would be smaller than the ghost batch of 16.
 
     python -m launch.sweep --sweep=configs/sweeps/study_noise.py --root=runs/study_noise --parallel=2
 """
-import importlib.util
 import os
 
+from launch.spec import sweep_dict
 
-def _fig8_sweep() -> dict:
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "study_fig8.py")
-    spec = importlib.util.spec_from_file_location("study_fig8", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_sweep()
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_sweep():
-    sweep = _fig8_sweep()
+    sweep = sweep_dict(os.path.join(HERE, "study_fig8.py"))
     sweep["names"] = {"microbatch_size": "mb"}
     sweep["axes"] = [
         {"batch_size": [32, 64, 128, 256, 512, 1024, 2048]},
