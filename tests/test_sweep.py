@@ -15,7 +15,8 @@ from helpers import ROOT, load_config
 from launch import runner, slurm, spec
 from launch import sweep as sweep_cli
 
-SCRIPTS = ["launch/slurm_array.sbatch", "launch/tpu_vm.sh", "launch/tpu_worker_setup.sh"]
+SCRIPTS = ["launch/slurm_array.sbatch", "launch/tpu_vm.sh", "launch/tpu_worker_setup.sh",
+           "results/embedded/run_study.sh"]
 
 
 def _write_sweep(tmp_path, body: str, name="s.py") -> str:
