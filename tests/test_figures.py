@@ -507,3 +507,23 @@ def test_make_figures_on_the_committed_example(tmp_path):
     for name in ("figure8", "steps_to_target", "time_to_accuracy", "noise_scale"):
         assert_png(str(tmp_path / f"{name}.png"))
     assert len(_embedded_pngs((tmp_path / "report.html").read_text())) == 4
+
+
+@pytest.mark.parametrize("part, figures", [
+    ("study_fig8", "fig8"), ("study_steps_to_target", "steps_to_target"),
+    ("study_noise", "noise"), ("study_converged", "converged")])
+def test_committed_study_figures_are_what_its_csv_gives(part, figures, tmp_path, monkeypatch):
+    """`make figures` on results/embedded/: every committed figure's plotted numbers (its JSON)
+    are exactly what analysis.all computes again from the committed runs.csv and run files, so
+    the README's figures cannot drift from the committed results."""
+    from helpers import ROOT
+
+    monkeypatch.chdir(ROOT)                    # the JSON records --root as given (relative)
+    study = os.path.join("results", "embedded")
+    assert all_figures.main([f"--root={os.path.join(study, part, 'runs.csv')}",
+                             f"--out_dir={tmp_path}", "--target=0.9"]) == 0
+    committed = os.path.join(ROOT, study, "figures", figures)
+    names = sorted(f for f in os.listdir(committed) if f.endswith(".json"))
+    assert names and names == sorted(f for f in os.listdir(tmp_path) if f.endswith(".json"))
+    for name in names:
+        assert _load(tmp_path / name) == _load(os.path.join(committed, name)), name
