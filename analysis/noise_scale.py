@@ -27,7 +27,6 @@ from analysis.figures import cli, data, plotting
 from analysis.figures.sweep import FigureError, Sweep
 
 PROG = "analysis.noise_scale"
-MARKERS = {"none": "o", "linear": "s", "sqrt": "^"}
 
 
 def add_arguments(parser) -> None:
@@ -132,11 +131,12 @@ def plot(numbers: dict, source: str):
     else:
         for (batch, rule), group in smith.groupby(["batch_size", "lr_scaling"], sort=True):
             right.scatter(group["noise_scale"], group["accuracy"], color=colors[batch],
-                          marker=MARKERS.get(rule, "D"), s=28, edgecolor="k", linewidth=0.3)
+                          marker=plotting.RULE_MARKERS.get(rule, "D"), s=28, edgecolor="k",
+                          linewidth=0.3)
         for batch in sorted(set(smith["batch_size"])):
             right.scatter([], [], color=colors[batch], marker="o", label=f"B={batch}")
         for rule in sorted(set(smith["lr_scaling"])):
-            right.scatter([], [], color="0.6", marker=MARKERS.get(rule, "D"),
+            right.scatter([], [], color="0.6", marker=plotting.RULE_MARKERS.get(rule, "D"),
                           label=plotting.RULE_NAMES.get(rule, rule))
         right.set_xscale("log")
         right.set_xlabel("Smith & Le noise scale g = lr · N / B")

@@ -30,10 +30,6 @@ from analysis.figures.sweep import FigureError, Sweep, curvature_step, read_json
 PROG = "analysis.sharpness"
 
 
-RULE_NAMES = {"none": "fixed lr", "linear": "linear scaling", "sqrt": "sqrt scaling"}
-RULE_MARKERS = {"none": "o", "linear": "s", "sqrt": "^"}
-
-
 def add_arguments(parser) -> None:
     pass
 
@@ -110,9 +106,9 @@ def _quantity_panel(ax, table: pd.DataFrame, prefix: str, ylabel: str, empty: st
                                                                sort=True)):
         group = group.sort_values("batch_size")
         parts = [quantity.replace("eps_sharpness@", "ε = ")] if "@" in quantity else []
-        parts += [RULE_NAMES.get(rule, rule)] if several_rules else []
+        parts += [plotting.RULE_NAMES.get(rule, rule)] if several_rules else []
         ax.errorbar(group["batch_size"], group["mean"], yerr=group["std"].fillna(0.0),
-                    marker=RULE_MARKERS.get(rule, "o"), capsize=3, color=f"C{i}",
+                    marker=plotting.RULE_MARKERS.get(rule, "o"), capsize=3, color=f"C{i}",
                     label=", ".join(parts) or None)
     ax.set_yscale("log")
     plotting.batch_axis(ax, rows["batch_size"])

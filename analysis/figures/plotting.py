@@ -18,6 +18,7 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
 RULE_COLORS = {"none": "tab:blue", "linear": "tab:orange", "sqrt": "tab:green"}
 RULE_NAMES = {"none": "fixed lr", "linear": "linear scaling", "sqrt": "sqrt scaling"}
+RULE_MARKERS = {"none": "o", "linear": "s", "sqrt": "^"}
 
 
 @dataclasses.dataclass
