@@ -124,3 +124,29 @@ def test_streamed_fixed_shape_dataset_trains_and_resumes(data_dir):
     for s in (21, 22, 23):
         np.testing.assert_array_equal(b.batch(s)["image"], reference[s]["image"])
     assert isinstance(ds.eval, TfdsSplit) and not isinstance(ds.train, ArraySplit)
+
+
+EXIT_SCRIPT = """
+import atexit, sys
+def report():  # registered first, so it runs after bsgap's own exit handler
+    from bsgap.data import indexed
+    print("abandoned", len(indexed._ABANDONED), flush=True)
+atexit.register(report)
+from bsgap.data import load_dataset
+ds = load_dataset("image_folder", manual_dir=sys.argv[1], augment="inception", image_size=24)
+streams = [ds.train_stream(6, seed) for seed in range(3)]
+for s in streams:
+    s.batch(0)  # iterators running, prefetching, when the interpreter exits
+streams[2].close()
+"""
+
+
+def test_live_streams_are_abandoned_not_destroyed_at_exit(folder):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, folder], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["abandoned", "2"]  # the closed stream had nothing to keep
+    assert "FAILED_PRECONDITION" not in done.stderr

@@ -45,13 +45,27 @@ def finish(ds: tf.data.Dataset, rows: int) -> tf.data.Dataset:
 
 
 _LIVE: "weakref.WeakSet[StepStream]" = weakref.WeakSet()
+_ABANDONED: list = []
 
 
 @atexit.register
-def _close_live_streams() -> None:
-    # A tf.data generator iterator still alive at interpreter shutdown logs a FAILED_PRECONDITION.
+def _abandon_live_iterators() -> None:
+    """Never destroy a running tf.data iterator at interpreter exit: keep it until the process ends.
+
+    Destroying one cancels and joins its worker threads while holding the GIL. At exit that join
+    has hung for good (seen once in ~5 full test runs: ``RootDataset::Iterator::~Iterator`` waiting
+    on a worker thread that never finished, every thread idle), and a generator iterator destroyed
+    after the interpreter is gone logs a FAILED_PRECONDITION. An iterator that is referenced from
+    nowhere but here, with one extra reference the interpreter never gives back, is neither: the
+    process exits with its threads, which is all the OS needs.
+    """
+    import ctypes
+
     for stream in list(_LIVE):
-        stream.close()
+        it = stream.detach()
+        if it is not None:
+            _ABANDONED.append(it)
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(it))
 
 
 class StepStream:
@@ -68,6 +82,11 @@ class StepStream:
     def close(self) -> None:
         """Drop the running iterator (and its generator threads)."""
         self._it, self._next = None, None
+
+    def detach(self):
+        """The running iterator (or None), no longer this stream's."""
+        it, self._it, self._next = self._it, None, None
+        return it
 
     def batch(self, step: int) -> dict:
         if step != self._next:
