@@ -1,7 +1,8 @@
 """CLI: python -m bsgap.train --config=configs/default.py --workdir=DIR [--config.field=value ...]
 
-With ``--config.trials="({...}, {...})"`` the K trials run as one vmapped program and DIR is the
-root of their run directories (bsgap/trials.py).
+With ``--config.trials="({...}, {...})"`` the K trials run as one compiled program and DIR is the
+root of their run directories (bsgap/trials.py); ``--trials_loop`` says how the program steps them
+(``vmap``; ``map``, a loop, which is faster on the CPU; ``auto``: map on the CPU, else vmap).
 
 Exit status 0 for a finished run (diverged included: divergence is a result); 2 with a one-paragraph
 message and no traceback for a bad config, a workdir holding another run, or missing data.
@@ -22,6 +23,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "Multi-host: host:port of process 0 (auto on TPU VM / SLURM).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_TRIALS_LOOP = flags.DEFINE_enum("trials_loop", "auto", ["auto", "vmap", "map"],
+                                 "With config.trials: vmap the trials, or loop over them (map); "
+                                 "auto = map on the CPU, vmap on accelerators.")
 
 
 def main(argv) -> int:
@@ -43,7 +47,8 @@ def main(argv) -> int:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
         if _CONFIG.value.get("trials"):
-            Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value)).run_all()
+            Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value),
+                               trials_loop=_TRIALS_LOOP.value).run_all()
         else:
             train(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, DataError, WorkdirError, ValueError) as err:

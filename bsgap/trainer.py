@@ -3,11 +3,11 @@
 One ``Trainer`` runs K >= 1 *trials* that share the model, dataset, batch layout and budget and
 differ only in per-trial hyperparameters (``TRIAL_FIELDS``: learning rate and its scaling rule,
 momentum, weight decay, warmup, seed, data seed, stopping rules). Their states are stacked on a
-leading trial axis and one compiled program steps them all (``vmap`` inside the per-device
-``shard_map`` step). Each trial keeps its own run directory, exactly as if it had run alone:
-config.json, metrics.jsonl, eval.jsonl, summary.json and its own checkpoints (its slice of the
-stacked state). A trial that diverges or stops is frozen on the device while the others go on.
-A plain run is the K = 1 case.
+leading trial axis and one compiled program steps them all (``vmap``, or a ``lax.map`` loop on the
+CPU, inside the per-device ``shard_map`` step; ``bsgap.trials.resolve_trials_loop``). Each trial
+keeps its own run directory, exactly as if it had run alone: config.json, metrics.jsonl,
+eval.jsonl, summary.json and its own checkpoints (its slice of the stacked state). A trial that
+diverges or stops is frozen on the device while the others go on. A plain run is the K = 1 case.
 
 Timing (wall-clock seconds, measured on process 0, shared by the trials of one program):
   * ``compile_seconds``: ahead-of-time compilation of the train step (and the memory search);
@@ -40,6 +40,7 @@ from bsgap.restore import model_from_config
 from bsgap.scaling import schedule_factor_fn
 from bsgap.step import TrainState, init_key, init_noise_state, make_eval_step, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
+from bsgap.trials import over_trials, resolve_trials_loop
 from bsgap.workdir import WorkdirError, check_workdir, environment, plain_config
 
 
@@ -74,18 +75,20 @@ class Trainer:
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
 
-    def __init__(self, config, workdir: str):
-        self._setup([(config, workdir)])
+    def __init__(self, config, workdir: str, trials_loop: str = "auto"):
+        self._setup([(config, workdir)], trials_loop)
 
     @classmethod
-    def for_trials(cls, specs):
+    def for_trials(cls, specs, trials_loop: str = "auto"):
+        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``."""
         trainer = cls.__new__(cls)
-        trainer._setup(list(specs))
+        trainer._setup(list(specs), trials_loop)
         return trainer
 
-    def _setup(self, specs):
+    def _setup(self, specs, trials_loop: str = "auto"):
         if not specs:
             raise run_config.ConfigError("no trials given")
+        self.trials_loop = resolve_trials_loop(trials_loop, jax.devices()[0].platform, len(specs))
         for config, _ in specs:
             run_config.validate(config)
         configs = [c for c, _ in specs]
@@ -148,7 +151,8 @@ class Trainer:
                                          *states)
         self.state = parallel.replicate(self.mesh, stacked)
         local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
-        self.eval_fn = parallel.data_parallel(jax.vmap(local_eval, in_axes=(0, None)), self.mesh)
+        self.eval_fn = parallel.data_parallel(
+            over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
 
     def _batch_spec(self):
         return parallel.AXIS if self.shared_data else (None, parallel.AXIS)
@@ -164,7 +168,7 @@ class Trainer:
                                     num_classes=r.num_classes, label_smoothing=c.label_smoothing,
                                     noise_ema_decay=c.noise_ema_decay,
                                     schedule_factor=self.schedule_factor)
-            trials_step = jax.vmap(local, in_axes=(0, None if self.shared_data else 0))
+            trials_step = over_trials(local, self.trials_loop, self.shared_data)
             fn = parallel.data_parallel(trials_step, self.mesh, donate_state=True,
                                         batch_spec=self._batch_spec())
             batch = {k: jax.ShapeDtypeStruct(lead + tuple(shape), dtype, sharding=sharding)
@@ -198,7 +202,8 @@ class Trainer:
             return
         logbook.write_json_atomic(os.path.join(trial.workdir, logbook.CONFIG_FILE), {
             "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
-            "environment": environment(self.num_devices, self.num_trials),
+            "environment": dict(environment(self.num_devices, self.num_trials),
+                                trials_loop=self.trials_loop),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
 
     def evaluate(self, state) -> list[dict]:

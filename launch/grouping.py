@@ -1,4 +1,4 @@
-"""Group a sweep's unfinished trials into programs of K vmapped trials (``--group_trials``).
+"""Group a sweep's unfinished trials into programs of K trials (``--group_trials``).
 
 Trials share one compiled program (``bsgap.train --config.trials=...``, bsgap/trials.py) when
 their configs are equal in every field outside ``bsgap.trainer.TRIAL_FIELDS`` -- the same rule
@@ -10,7 +10,7 @@ whose own config sets ``trials`` runs alone.
 A group larger than the cap is split into consecutive chunks of near-equal size. The cap is
 ``max_trials_per_program``, lowered by the memory estimate when a limit is known: a single trial's
 compiled step takes ``bytes_per_trial`` per device, and K trials are assumed to take K times that
-(bsgap.memory.max_trials_in_memory), so K <= floor(0.9 x limit / bytes_per_trial).
+(bsgap.memory.max_trials_in_memory), so K <= floor(0.85 x limit / bytes_per_trial).
 
 Each group runs as one ``python -m bsgap.train --workdir=ROOT --config.trials=(...)`` whose trial
 dicts are named by the trials' sweep names, so trial k writes ``ROOT/<name>``, the very directory

@@ -8,7 +8,7 @@
 Local (default): writes ROOT/sweep.json and runs every unfinished trial, ``--parallel`` at once
 on disjoint devices (launch/runner.py); rerunning the same command skips finished trials and
 resumes interrupted ones. ``--group_trials`` runs the trials that differ only in per-trial
-hyperparameters (learning rate, seed, ...) as one vmapped program per process, at most
+hyperparameters (learning rate, seed, ...) as one program per process, at most
 ``--max_trials_per_program`` per program, fewer when a memory limit is known
 (launch/grouping.py). ``--dry_run`` prints each trial, its state and its command (with
 ``--group_trials``, each program's), and writes nothing. ``--trial=I`` runs trial I alone in the
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                         "CPU devices per trial on a CPU-only machine")
     p.add_argument("--group_trials", action="store_true",
                    help="local: run trials that differ only in bsgap.trainer.TRIAL_FIELDS "
-                        "(learning rate, seed, ...) as one vmapped program per process")
+                        "(learning rate, seed, ...) as one program per process")
     p.add_argument("--max_trials_per_program", type=int, default=16, metavar="K",
                    help="local, with --group_trials: at most K trials per program (lowered "
                         "further when the device or memory_limit_bytes gives a memory limit)")

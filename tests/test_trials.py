@@ -1,5 +1,6 @@
-"""K trials vmapped in one program equal the same K trials run one by one (issue 7): parameters,
-BN statistics, metrics and evaluations, with BN + dropout, and with one trial diverging."""
+"""K trials in one program (vmapped, or looped with lax.map) equal the same K trials run one by one
+(issue 7): parameters, BN statistics, metrics and evaluations, with BN + dropout, and with one trial
+diverging."""
 import jax
 import numpy as np
 import pytest
@@ -46,12 +47,16 @@ TRIALS = ({"learning_rate": 0.05, "seed": 0, "warmup_epochs": 0.1},
 SHARED = ({"learning_rate": 0.05, "seed": 5}, {"learning_rate": 0.2, "seed": 5})
 
 
-@pytest.mark.parametrize("trials", [TRIALS, SHARED], ids=["own-data-order", "shared-data-order"])
-def test_vmapped_trials_equal_sequential_runs(data_dir, tmp_path, trials):
+@pytest.mark.parametrize("trials,loop", [(TRIALS, "vmap"), (TRIALS, "map"), (SHARED, "vmap"),
+                                         (SHARED, "map")],
+                         ids=["own-data-order-vmap", "own-data-order-map",
+                              "shared-data-order-vmap", "shared-data-order-map"])
+def test_vmapped_trials_equal_sequential_runs(data_dir, tmp_path, trials, loop):
     config = _base(data_dir)
     config.trials = trials
     specs = expand_trials(config, str(tmp_path / "vmapped"))
-    trainer = Trainer.for_trials(specs)
+    trainer = Trainer.for_trials(specs, trials_loop=loop)
+    assert trainer.trials_loop == loop
     assert trainer.shared_data == (len({t["seed"] for t in trials}) == 1)
     summaries = trainer.run_all()
     for k, (trial_config, workdir) in enumerate(specs):
@@ -92,3 +97,16 @@ def test_trial_overrides_are_checked(data_dir, tmp_path):
     config.trials = ({"seed": 1}, {"seed": 1})
     with pytest.raises(ConfigError, match="both named 'seed1'"):
         expand_trials(config, str(tmp_path))
+
+
+def test_trials_loop_choice():
+    from bsgap.trials import resolve_trials_loop
+
+    assert resolve_trials_loop("auto", "cpu") == "map"
+    assert resolve_trials_loop("auto", "cpu", num_trials=1) == "vmap"  # every plain run
+    assert resolve_trials_loop("auto", "gpu") == "vmap"
+    assert resolve_trials_loop("auto", "tpu") == "vmap"
+    assert resolve_trials_loop("vmap", "cpu") == "vmap"
+    with pytest.raises(ConfigError,
+                       match=r"trials_loop='scan' is not one of \('auto', 'vmap', 'map'\)"):
+        resolve_trials_loop("scan", "cpu")
