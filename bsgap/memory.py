@@ -64,7 +64,7 @@ def choose_microbatch(layout: BatchLayout, compile_for: Callable[[BatchLayout], 
 
 # ------------------------------------------------------------------ trials per program (sweeps)
 def max_trials_in_memory(limit_bytes: int, bytes_per_trial: int, fraction: float = 0.85) -> int:
-    """How many trials fit one vmapped program: floor(limit x fraction / bytes per trial).
+    """How many trials fit one program: floor(limit x fraction / bytes per trial).
 
     Assumes the K-trial step's footprint is K times the single trial's: parameters, optimizer
     state and activations all get a leading trial axis, while a batch shared by the trials (one

@@ -58,12 +58,13 @@ def resolve_trials_loop(loop: str, platform: str, num_trials: int = 2) -> str:
     """How one program steps its trials: ``vmap`` (one batched computation) or ``map`` (a loop).
 
     ``auto`` picks ``map`` for several trials on the CPU and ``vmap`` otherwise (a single trial's
-    axis of length 1 costs nothing to vmap; every plain run takes that path). Measured on 2 CPU cores
-    (BENCHMARKS.md), vmapping the 1-D CNN over 16 trials made each example 2.4x dearer than in a
-    single-trial step (XLA:CPU batches the trials' different kernels as grouped convolutions),
-    so vmapped K=16 lost to running the trials one by one (0.74x), while ``lax.map`` keeps the
-    single-trial speed per step and still shares start-up, compilation and evaluation (1.6x). On
-    an accelerator a small model leaves the device idle, which is what ``vmap`` fills.
+    axis of length 1 costs nothing to vmap; every plain run takes that path). Measured on 2 CPU
+    cores (BENCHMARKS.md), vmapping the 1-D CNN over 16 trials made each example 2.4x dearer than
+    in a single-trial step (XLA:CPU batches the trials' different kernels as grouped
+    convolutions), so vmapped K=16 lost to running the trials one by one (0.74x), while
+    ``lax.map`` keeps the single-trial speed per step and still shares start-up, compilation and
+    evaluation (1.7x). On an accelerator a small model leaves the device idle, which is what
+    ``vmap`` fills.
     """
     if loop not in TRIALS_LOOPS:
         raise ConfigError(f"trials_loop={loop!r} is not one of {TRIALS_LOOPS}")
