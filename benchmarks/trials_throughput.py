@@ -53,7 +53,7 @@ def main():
     from bsgap.trainer import Trainer
     from bsgap.trials import expand_trials
 
-    rows = []
+    loops, rows = args.loops.split(","), []
     # Warm-up: the first run in a process also pays for imports, TF init and the dataset load.
     with tempfile.TemporaryDirectory() as root:
         Trainer(load_config(args.config, 2, args.data_dir), os.path.join(root, "w")).run()
@@ -62,7 +62,7 @@ def main():
         with tempfile.TemporaryDirectory() as root:
             base.trials = tuple(trial_overrides(k))
             row = {"trials": k}
-            for loop in args.loops.split(","):
+            for loop in loops:
                 start = time.perf_counter()
                 summaries = Trainer.for_trials(expand_trials(base, os.path.join(root, loop)),
                                                trials_loop=loop).run_all()
@@ -76,7 +76,7 @@ def main():
                 Trainer(config, workdir).run()
             sequential = time.perf_counter() - start
         row.update(sequential_seconds=sequential, sequential_trials_per_hour=3600 * k / sequential)
-        for loop in args.loops.split(","):
+        for loop in loops:
             row[f"{loop}_speedup"] = sequential / row[f"{loop}_seconds"]
         rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)

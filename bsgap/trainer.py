@@ -75,8 +75,8 @@ class Trainer:
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
 
-    def __init__(self, config, workdir: str, trials_loop: str = "auto"):
-        self._setup([(config, workdir)], trials_loop)
+    def __init__(self, config, workdir: str):
+        self._setup([(config, workdir)])
 
     @classmethod
     def for_trials(cls, specs, trials_loop: str = "auto"):

@@ -81,7 +81,7 @@ class StepStream:
 
     def close(self) -> None:
         """Drop the running iterator (and its generator threads)."""
-        self._it, self._next = None, None
+        self.detach()
 
     def detach(self):
         """The running iterator (or None), no longer this stream's."""
