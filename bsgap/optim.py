@@ -14,7 +14,7 @@ from typing import Callable
 import jax
 import optax
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+from bsgap.choices import OPTIMIZERS  # noqa: F401 (re-exported)
 
 
 def kernel_mask(params):

@@ -10,8 +10,7 @@ import dataclasses
 
 from bsgap import scaling
 from bsgap.layout import BatchLayout, resolve_layout
-from bsgap.models import DTYPES, MODELS, NORM_KINDS
-from bsgap.optim import OPTIMIZERS
+from bsgap.choices import DTYPE_NAMES, MODEL_NAMES, NORM_KINDS, OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -40,9 +39,9 @@ def _check_number(config, field: str, *, low=None, high=None, integer=False, opt
 
 def validate(config) -> None:
     """Field-by-field checks that need neither data nor devices."""
-    _check_choice(config, "model", MODELS)
+    _check_choice(config, "model", MODEL_NAMES)
     _check_choice(config, "normalization", NORM_KINDS)
-    _check_choice(config, "dtype", DTYPES)
+    _check_choice(config, "dtype", DTYPE_NAMES)
     _check_choice(config, "optimizer", OPTIMIZERS)
     _check_choice(config, "lr_scaling", scaling.LR_SCALINGS)
     _check_choice(config, "schedule", scaling.SCHEDULES)

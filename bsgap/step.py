@@ -1,7 +1,8 @@
 """Per-device train and eval steps (pure; wrapped by parallel.data_parallel).
 
 Train step on one device's ``per_device_batch`` examples, split into ``accumulation_steps``
-microbatches scanned with ``lax.scan``:
+microbatches folded by ``bsgap.accumulation`` (no loop for one microbatch, else ``lax.scan`` or an
+unrolled loop), with canonical convolution gradients on the CPU (bsgap/models/conv_grad.py):
   * loss = mean cross-entropy (optionally label-smoothed) over the microbatch, float32;
   * gradient = mean over microbatches, then ``pmean`` over devices: the mean over all B examples;
   * BN running statistics: each microbatch updates from the same starting state and the new states
@@ -29,7 +30,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from bsgap.accumulation import accumulate, resolve_accumulation_loop
 from bsgap.layout import BatchLayout
+from bsgap.models.conv_grad import canonical_conv_gradients, resolve_conv_gradients
 from bsgap.optim import current_learning_rate
 from bsgap.parallel import AXIS
 
@@ -79,9 +82,19 @@ def _split_micro(batch, layout: BatchLayout):
 
 def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLayout,
                     num_classes: int, label_smoothing: float = 0.0,
-                    noise_ema_decay: float = 0.95, schedule_factor: Callable | None = None):
+                    noise_ema_decay: float = 0.95, schedule_factor: Callable | None = None,
+                    accumulation_loop: str = "auto", conv_gradients: str = "auto"):
     """Per-device ``step(state, batch) -> (state', metrics)`` of one trial; run it inside
-    ``shard_map`` (vmapped over a leading trial axis for several trials)."""
+    ``shard_map`` (vmapped over a leading trial axis for several trials).
+
+    ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
+    (bsgap/models/conv_grad.py) say how it computes, not what; 'auto' resolves them for the
+    default device's platform as the trainer does (which records its choice in config.json).
+    """
+    platform = jax.devices()[0].platform
+    accumulation_loop = resolve_accumulation_loop(accumulation_loop, platform,
+                                                  layout.accumulation_steps)
+    conv_gradients = resolve_conv_gradients(conv_gradients, platform)
     num_small = layout.num_devices * layout.accumulation_steps
     b_small, b_big = layout.microbatch, layout.batch_size
 
@@ -114,9 +127,9 @@ def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLay
         zeros = lambda t: jax.tree_util.tree_map(jnp.zeros_like, t)  # noqa: E731
         init = (zeros(state.params), zeros(state.batch_stats), jnp.zeros((), jnp.float32),
                 jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
-        indices = jnp.arange(layout.accumulation_steps, dtype=jnp.int32)
-        (grad_sum, stats_sum, loss_sum, correct, small_sq), _ = lax.scan(
-            one_microbatch, init, (micro, indices))
+        with canonical_conv_gradients(conv_gradients == "canonical"):
+            grad_sum, stats_sum, loss_sum, correct, small_sq = accumulate(
+                one_microbatch, init, micro, layout.accumulation_steps, accumulation_loop)
 
         scale = 1.0 / layout.accumulation_steps
         grads = lax.pmean(jax.tree_util.tree_map(lambda g: g * scale, grad_sum), AXIS)

@@ -3,6 +3,8 @@
 With ``--config.trials="({...}, {...})"`` the K trials run as one compiled program and DIR is the
 root of their run directories (bsgap/trials.py); ``--trials_loop`` says how the program steps them
 (``vmap``; ``map``, a loop, which is faster on the CPU; ``auto``: map on the CPU, else vmap).
+``--accumulation_loop`` and ``--conv_gradients`` choose how the step computes (speed, not results;
+``auto`` is what measured fastest, recorded in config.json's environment).
 
 Exit status 0 for a finished run (diverged included: divergence is a result); 2 with a one-paragraph
 message and no traceback for a bad config, a workdir holding another run, or missing data.
@@ -26,6 +28,14 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process
 _TRIALS_LOOP = flags.DEFINE_enum("trials_loop", "auto", ["auto", "vmap", "map"],
                                  "With config.trials: vmap the trials, or loop over them (map); "
                                  "auto = map on the CPU, vmap on accelerators.")
+_ACCUMULATION_LOOP = flags.DEFINE_enum(
+    "accumulation_loop", "auto", ["auto", "none", "unroll", "scan"],
+    "How the step loops over accumulation microbatches (bsgap/accumulation.py); auto = no loop "
+    "for one microbatch, else scan. Changes speed, not results.")
+_CONV_GRADIENTS = flags.DEFINE_enum(
+    "conv_gradients", "auto", ["auto", "canonical", "xla"],
+    "Convolution gradients in canonical form (fast inside loops on XLA:CPU) or as XLA emits them "
+    "(bsgap/models/conv_grad.py); auto = canonical on the CPU. Changes speed, not results.")
 
 
 def main(argv) -> int:
@@ -33,24 +43,38 @@ def main(argv) -> int:
     if not _WORKDIR.value:
         print("bsgap.train: error: --workdir is required (the run directory)", file=sys.stderr)
         return 2
+    # Refuse a bad config before the heavy imports (JAX, TensorFlow: seconds): these modules
+    # import neither.
+    from bsgap.run_config import ConfigError, validate
+    from bsgap.trials import expand_trials
+
+    try:
+        if _CONFIG.value.get("trials"):
+            for trial_config, _ in expand_trials(_CONFIG.value, _WORKDIR.value):
+                validate(trial_config)
+        else:
+            validate(_CONFIG.value)
+    except ConfigError as err:
+        print(f"bsgap.train: error: {err}", file=sys.stderr)
+        return 2
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from bsgap import parallel
     from bsgap.data import DataError
-    from bsgap.run_config import ConfigError
-    from bsgap.trainer import Trainer, train
-    from bsgap.trials import expand_trials
+    from bsgap.trainer import Trainer
     from bsgap.workdir import WorkdirError
 
     try:
         parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                         _PROCESS_ID.value)
+        execution = {"accumulation_loop": _ACCUMULATION_LOOP.value,
+                     "conv_gradients": _CONV_GRADIENTS.value}
         if _CONFIG.value.get("trials"):
             Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value),
-                               trials_loop=_TRIALS_LOOP.value).run_all()
+                               trials_loop=_TRIALS_LOOP.value, **execution).run_all()
         else:
-            train(_CONFIG.value, _WORKDIR.value)
+            Trainer(_CONFIG.value, _WORKDIR.value, **execution).run()
     except (ConfigError, DataError, WorkdirError, ValueError) as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2

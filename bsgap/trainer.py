@@ -31,10 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from bsgap import logbook, parallel, run_config
+from bsgap.accumulation import ACCUMULATION_LOOPS, resolve_accumulation_loop
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
 from bsgap.memory import choose_microbatch, device_memory_limit
+from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer, set_hyperparams
 from bsgap.restore import model_from_config
 from bsgap.scaling import schedule_factor_fn
@@ -75,20 +77,33 @@ class Trainer:
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
 
-    def __init__(self, config, workdir: str):
-        self._setup([(config, workdir)])
+    def __init__(self, config, workdir: str, *, accumulation_loop: str = "auto",
+                 conv_gradients: str = "auto"):
+        self._setup([(config, workdir)], accumulation_loop=accumulation_loop,
+                    conv_gradients=conv_gradients)
 
     @classmethod
-    def for_trials(cls, specs, trials_loop: str = "auto"):
-        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``."""
+    def for_trials(cls, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
+                   conv_gradients: str = "auto"):
+        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``.
+        ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
+        (bsgap/models/conv_grad.py) choose how the step computes, never what: 'auto' is the
+        measured fastest for the platform and layout."""
         trainer = cls.__new__(cls)
-        trainer._setup(list(specs), trials_loop)
+        trainer._setup(list(specs), trials_loop, accumulation_loop=accumulation_loop,
+                       conv_gradients=conv_gradients)
         return trainer
 
-    def _setup(self, specs, trials_loop: str = "auto"):
+    def _setup(self, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
+               conv_gradients: str = "auto"):
         if not specs:
             raise run_config.ConfigError("no trials given")
-        self.trials_loop = resolve_trials_loop(trials_loop, jax.devices()[0].platform, len(specs))
+        platform = jax.devices()[0].platform
+        self.trials_loop = resolve_trials_loop(trials_loop, platform, len(specs))
+        self.conv_gradients = resolve_conv_gradients(conv_gradients, platform)
+        if accumulation_loop not in ACCUMULATION_LOOPS:  # refused before any work
+            resolve_accumulation_loop(accumulation_loop, platform, 1)
+        self.accumulation_request = accumulation_loop
         for config, _ in specs:
             run_config.validate(config)
         configs = [c for c, _ in specs]
@@ -110,6 +125,9 @@ class Trainer:
                 num_eval_examples=self.data.eval.num_examples, num_classes=self.data.num_classes)
             self.trials.append(Trial(config, workdir, resolved))
         self.resolved = self.trials[0].resolved
+        if self.config.microbatch_size != "auto":  # 'none' with several microbatches: refused now
+            resolve_accumulation_loop(accumulation_loop, platform,
+                                      self.resolved.layout.accumulation_steps)
         self.workdir = workdirs[0]
         self.shared_data = len({data_seed(c) for c in configs}) == 1
         self.main = parallel.is_main_process()
@@ -154,6 +172,13 @@ class Trainer:
         self.eval_fn = parallel.data_parallel(
             over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
 
+    def compile(self):
+        """Build the model, optimizer and initial state and compile the train step (``step_fn``);
+        ``run()`` does this itself. For benchmarks and tools that drive the step directly."""
+        self._build()
+        self._compile()
+        return self.step_fn
+
     def _batch_spec(self):
         return parallel.AXIS if self.shared_data else (None, parallel.AXIS)
 
@@ -163,11 +188,18 @@ class Trainer:
         sharding = parallel.batch_sharded(self.mesh, self._batch_spec())
         lead = (c.batch_size,) if self.shared_data else (self.num_trials, c.batch_size)
 
+        platform = jax.devices()[0].platform
+
         def compile_for(layout):
+            self.accumulation_loop = resolve_accumulation_loop(
+                self.accumulation_request, platform, layout.accumulation_steps,
+                memory_bound=c.microbatch_size == "auto")
             local = make_train_step(model=self.model, tx=self.tx, layout=layout,
                                     num_classes=r.num_classes, label_smoothing=c.label_smoothing,
                                     noise_ema_decay=c.noise_ema_decay,
-                                    schedule_factor=self.schedule_factor)
+                                    schedule_factor=self.schedule_factor,
+                                    accumulation_loop=self.accumulation_loop,
+                                    conv_gradients=self.conv_gradients)
             trials_step = over_trials(local, self.trials_loop, self.shared_data)
             fn = parallel.data_parallel(trials_step, self.mesh, donate_state=True,
                                         batch_spec=self._batch_spec())
@@ -203,7 +235,9 @@ class Trainer:
         logbook.write_json_atomic(os.path.join(trial.workdir, logbook.CONFIG_FILE), {
             "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
             "environment": dict(environment(self.num_devices, self.num_trials),
-                                trials_loop=self.trials_loop),
+                                trials_loop=self.trials_loop,
+                                accumulation_loop=self.accumulation_loop,
+                                conv_gradients=self.conv_gradients),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
 
     def evaluate(self, state) -> list[dict]:

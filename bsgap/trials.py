@@ -78,8 +78,22 @@ def over_trials(fn, loop: str, shared_batch: bool):
     unless ``shared_batch``), stacked on that axis; ``loop`` is 'vmap' or 'map'."""
     import jax
 
+    def single(state, batch):
+        """One trial: index it out and back in, so its step is exactly the plain step (vmap over
+        an axis of 1 still rewrites convolutions, measured ~10% dearer on keskar_c1)."""
+        squeeze = lambda t: jax.tree_util.tree_map(lambda x: x[0], t)  # noqa: E731
+        out = fn(squeeze(state), batch if shared_batch else squeeze(batch))
+        return jax.tree_util.tree_map(lambda x: x[None], out)
+
+    def choose(by_loop):
+        def step(state, batch):
+            if jax.tree_util.tree_leaves(state)[0].shape[0] == 1:
+                return single(state, batch)
+            return by_loop(state, batch)
+        return step
+
     if loop == "vmap":
-        return jax.vmap(fn, in_axes=(0, None if shared_batch else 0))
+        return choose(jax.vmap(fn, in_axes=(0, None if shared_batch else 0)))
     if shared_batch:
-        return lambda state, batch: jax.lax.map(lambda s: fn(s, batch), state)
-    return lambda state, batch: jax.lax.map(lambda sb: fn(*sb), (state, batch))
+        return choose(lambda state, batch: jax.lax.map(lambda s: fn(s, batch), state))
+    return choose(lambda state, batch: jax.lax.map(lambda sb: fn(*sb), (state, batch)))

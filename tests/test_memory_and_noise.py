@@ -16,9 +16,10 @@ from helpers import tiny_config
 def _footprint(data_dir, tmp_path, micro):
     config = tiny_config(data_dir, normalization="ghost", ghost_batch_size=4, batch_size=64,
                          microbatch_size=micro, num_devices=1)
-    trainer = Trainer(config, str(tmp_path / f"m{micro}"))
-    trainer._build()
-    trainer._compile()
+    # The 'auto' search compiles with lax.scan (bounded memory; bsgap/accumulation.py), so its
+    # footprints are the scanned ones: an unrolled loop may keep microbatches live together.
+    trainer = Trainer(config, str(tmp_path / f"m{micro}"), accumulation_loop="scan")
+    trainer.compile()
     return trainer.step_bytes
 
 

@@ -9,6 +9,7 @@ import functools
 
 import jax.numpy as jnp
 
+from bsgap.choices import DTYPE_NAMES, MODEL_NAMES
 from bsgap.models.caffenet import CaffeNet128
 from bsgap.models.cnn import CNN1D, KeskarC1
 from bsgap.models.mlp import MLP
@@ -27,6 +28,8 @@ MODELS = {
     "resnet44": functools.partial(ResNet, stage_sizes=(7, 7, 7), **_CIFAR),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# bsgap.choices lists the same names for validation without importing JAX.
+assert tuple(MODELS) == MODEL_NAMES and tuple(DTYPES) == DTYPE_NAMES, "update bsgap/choices.py"
 
 
 def create_model(name: str, *, num_classes: int, normalization: str = "batch",

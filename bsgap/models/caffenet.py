@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import default_example_ids, make_norm
+from bsgap.models.layers import Conv, default_example_ids, make_norm
 from bsgap.models.norm import PerExampleDropout
 
 _CONVS = ((96, 11, 4, "VALID", True), (256, 5, 1, [(2, 2), (2, 2)], True),
@@ -44,7 +44,7 @@ class CaffeNet128(nn.Module):
         ids = default_example_ids(x, example_ids)
         x = x.astype(self.dtype)
         for features, kernel, stride, padding, pool in _CONVS:
-            x = nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
+            x = Conv(features, (kernel, kernel), strides=(stride, stride), padding=padding,
                         use_bias=self.normalization == "none", dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
             if pool:

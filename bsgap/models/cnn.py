@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import default_example_ids, make_norm
+from bsgap.models.layers import Conv, default_example_ids, make_norm
 from bsgap.models.norm import PerExampleDropout
 
 
@@ -33,7 +33,7 @@ class KeskarC1(nn.Module):
             x = x[..., None]
         pool = 3 if x.shape[1] >= 16 else 2
         for _ in range(2):
-            x = nn.Conv(self.width, (5, 5), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+            x = Conv(self.width, (5, 5), padding="SAME", use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
             x = nn.max_pool(x, (pool, pool), strides=(2, 2), padding="SAME")
         x = x.reshape((x.shape[0], -1))
@@ -59,7 +59,7 @@ class CNN1D(nn.Module):
         if x.ndim == 2:
             x = x[..., None]  # (batch, length) -> (batch, length, 1 channel)
         for _ in range(3):
-            x = nn.Conv(self.channels, (5,), strides=(2,), padding="SAME", use_bias=False,
+            x = Conv(self.channels, (5,), strides=(2,), padding="SAME", use_bias=False,
                         dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
         x = x.reshape((x.shape[0], -1))

@@ -1,11 +1,18 @@
-"""Shared fields of every model: classes, normalization, dropout and compute dtype."""
+"""Shared parts of every model: example ids, the norm layer from a model's fields, and ``Conv``."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import flax.linen as nn
 import jax.numpy as jnp
 
+from bsgap.models.conv_grad import conv_general_dilated
 from bsgap.models.norm import Norm
+
+# flax's Conv (same parameters and names) whose gradient convolutions stay fast inside loops on the
+# CPU when the train step asks for it (bsgap/models/conv_grad.py).
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 
 def default_example_ids(x: jnp.ndarray, example_ids):

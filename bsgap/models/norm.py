@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-NORM_KINDS = ("none", "batch", "ghost")
+from bsgap.choices import NORM_KINDS  # noqa: F401 (re-exported)
 
 
 def check_norm_kind(kind: str) -> None:

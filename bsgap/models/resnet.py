@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import make_norm
+from bsgap.models.layers import Conv, make_norm
 
 
 class _Block(nn.Module):
@@ -25,7 +25,7 @@ class _Block(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda f, k, s=1: nn.Conv(f, (k, k), strides=(s, s), padding="SAME",  # noqa: E731
+        conv = lambda f, k, s=1: Conv(f, (k, k), strides=(s, s), padding="SAME",  # noqa: E731
                                          use_bias=self.normalization == "none", dtype=self.dtype)
         out_features = self.features * (4 if self.bottleneck else 1)
         if self.bottleneck:
@@ -58,10 +58,10 @@ class ResNet(nn.Module):
         if x.ndim == 3:
             x = x[..., None]
         if self.cifar_stem:
-            x = nn.Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
+            x = Conv(self.widths[0], (3, 3), padding="SAME", use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
         else:
-            x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)],
+            x = Conv(self.widths[0], (7, 7), strides=(2, 2), padding=[(3, 3), (3, 3)],
                         use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")

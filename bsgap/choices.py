@@ -1,0 +1,11 @@
+"""The names a config may choose among, kept free of JAX and TensorFlow imports.
+
+``bsgap.train`` validates a config against these before it imports anything heavy, so a bad value
+is refused in well under a second; the registries that use them (models, optimizers, norm layers)
+import them from here, and a test keeps both in step.
+"""
+MODEL_NAMES = ("mlp", "keskar_c1", "cnn1d", "caffenet128", "resnet18", "resnet50", "resnet20",
+               "resnet44")
+DTYPE_NAMES = ("float32", "bfloat16")
+NORM_KINDS = ("none", "batch", "ghost")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
