@@ -3,7 +3,10 @@
 Both variables must be set before jax is imported (DESIGN.md, known traps: with fewer than ~16
 XLA CPU threads, collectives over 8 fake devices deadlock on a 2-core machine).
 """
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
@@ -12,6 +15,14 @@ os.environ.setdefault("NPROC", "16")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One persistent compilation cache for the session, inherited by the subprocesses tests start (the
+# SIGKILL, sweep and multi-process tests compile the same programs again in each process). A
+# fresh directory per session: results never depend on what an earlier session cached.
+_CACHE = tempfile.mkdtemp(prefix="bsgap-test-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
