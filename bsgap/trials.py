@@ -57,14 +57,13 @@ TRIALS_LOOPS = ("auto", "vmap", "map")
 def resolve_trials_loop(loop: str, platform: str, num_trials: int = 2) -> str:
     """How one program steps its trials: ``vmap`` (one batched computation) or ``map`` (a loop).
 
-    ``auto`` picks ``map`` for several trials on the CPU and ``vmap`` otherwise (a single trial's
-    axis of length 1 costs nothing to vmap; every plain run takes that path). Measured on 2 CPU
-    cores (BENCHMARKS.md), vmapping the 1-D CNN over 16 trials made each example 2.4x dearer than
-    in a single-trial step (XLA:CPU batches the trials' different kernels as grouped
-    convolutions), so vmapped K=16 lost to running the trials one by one (0.74x), while
-    ``lax.map`` keeps the single-trial speed per step and still shares start-up, compilation and
-    evaluation (1.7x). On an accelerator a small model leaves the device idle, which is what
-    ``vmap`` fills.
+    ``auto`` picks ``map`` for several trials on the CPU and ``vmap`` otherwise (one trial is never
+    vmapped: ``over_trials`` indexes it out). Measured on 2 CPU cores with the fast step
+    (BENCHMARKS.md, 2026-12-01): vmapping the 1-D CNN over 16 trials made each example 2.4-2.8x
+    dearer than the looped program (XLA:CPU batches the trials' different kernels as grouped
+    convolutions: 1,455 vs 4,090 steady examples/s per trial), so ``map`` gives 5.1x the trials per
+    hour of one-by-one runs and ``vmap`` 2.7x (both share start-up, compilation and evaluation).
+    On an accelerator a small model leaves the device idle, which is what ``vmap`` fills.
     """
     if loop not in TRIALS_LOOPS:
         raise ConfigError(f"trials_loop={loop!r} is not one of {TRIALS_LOOPS}")
@@ -79,8 +78,8 @@ def over_trials(fn, loop: str, shared_batch: bool):
     import jax
 
     def single(state, batch):
-        """One trial: index it out and back in, so its step is exactly the plain step (vmap over
-        an axis of 1 still rewrites convolutions, measured ~10% dearer on keskar_c1)."""
+        """One trial: index it out and back in, so its program is exactly the plain step (vmap
+        over an axis of 1 still goes through the convolutions' batching rule)."""
         squeeze = lambda t: jax.tree_util.tree_map(lambda x: x[0], t)  # noqa: E731
         out = fn(squeeze(state), batch if shared_batch else squeeze(batch))
         return jax.tree_util.tree_map(lambda x: x[None], out)
