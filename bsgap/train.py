@@ -31,7 +31,8 @@ _TRIALS_LOOP = flags.DEFINE_enum("trials_loop", "auto", ["auto", "vmap", "map"],
 _ACCUMULATION_LOOP = flags.DEFINE_enum(
     "accumulation_loop", "auto", ["auto", "none", "unroll", "scan"],
     "How the step loops over accumulation microbatches (bsgap/accumulation.py); auto = no loop "
-    "for one microbatch, else scan. Changes speed, not results.")
+    "for one microbatch; unrolled on the CPU up to 32 (scan when microbatch_size='auto'); scan "
+    "elsewhere. Changes speed, not results.")
 _CONV_GRADIENTS = flags.DEFINE_enum(
     "conv_gradients", "auto", ["auto", "canonical", "xla"],
     "Convolution gradients in canonical form (fast inside loops on XLA:CPU) or as XLA emits them "

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bsgap import logbook, parallel, run_config
-from bsgap.accumulation import ACCUMULATION_LOOPS, resolve_accumulation_loop
+from bsgap.accumulation import resolve_accumulation_loop
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
@@ -101,8 +101,7 @@ class Trainer:
         platform = jax.devices()[0].platform
         self.trials_loop = resolve_trials_loop(trials_loop, platform, len(specs))
         self.conv_gradients = resolve_conv_gradients(conv_gradients, platform)
-        if accumulation_loop not in ACCUMULATION_LOOPS:  # refused before any work
-            resolve_accumulation_loop(accumulation_loop, platform, 1)
+        resolve_accumulation_loop(accumulation_loop, platform, 1)  # a bad name: refused now
         self.accumulation_request = accumulation_loop
         for config, _ in specs:
             run_config.validate(config)
