@@ -12,10 +12,11 @@ and ``scan`` beyond (compile time); ``scan`` whenever the microbatch was chosen 
 (``microbatch_size='auto'``: unrolled copies can be live together, so the footprint no longer shrinks
 with the microbatch -- measured: the digits MLP at B=64 took 2.13 MB as 1 x 64 and 2.47 MB as
 2 x 32 unrolled); elsewhere ``scan`` (bounded memory; not yet measured against ``unroll`` on an
-accelerator). Measured on 2 CPU cores, cnn1d, B=128 as 8 x 16 (BENCHMARKS.md): the
-unrolled step ran 1.6x the scanned one (55k vs 35k examples/s), because XLA:CPU runs a while loop's iterations one after the
-other while the unrolled copies of small microbatches run side by side; without the canonical
-convolution gradients of bsgap/models/conv_grad.py the scan was ~9x slower still.
+accelerator). Measured on 2 CPU cores, cnn1d, B=128 as
+8 x 16 (BENCHMARKS.md): the unrolled step ran 1.6x the scanned one (55k vs 35k examples/s),
+because XLA:CPU runs a while loop's iterations one after the other while the unrolled copies of
+small microbatches run side by side; without the canonical convolution gradients of
+bsgap/models/conv_grad.py the scan was ~9x slower still.
 """
 from __future__ import annotations
 
