@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-ACCUMULATION_LOOPS = ("auto", "none", "unroll", "scan")
+from bsgap.choices import ACCUMULATION_LOOPS
+
 MAX_UNROLL = 32
 
 

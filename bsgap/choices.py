@@ -9,3 +9,6 @@ MODEL_NAMES = ("mlp", "keskar_c1", "cnn1d", "caffenet128", "resnet18", "resnet50
 DTYPE_NAMES = ("float32", "bfloat16")
 NORM_KINDS = ("none", "batch", "ghost")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+# How the step computes (CLI flags of bsgap.train; bsgap/accumulation.py, bsgap/models/conv_grad.py).
+ACCUMULATION_LOOPS = ("auto", "none", "unroll", "scan")
+CONV_GRADIENTS = ("auto", "canonical", "xla")

@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from bsgap.accumulation import accumulate, resolve_accumulation_loop
+from bsgap.accumulation import accumulate
 from bsgap.layout import BatchLayout
-from bsgap.models.conv_grad import canonical_conv_gradients, resolve_conv_gradients
+from bsgap.models.conv_grad import canonical_conv_gradients
 from bsgap.optim import current_learning_rate
 from bsgap.parallel import AXIS
 
@@ -83,18 +83,17 @@ def _split_micro(batch, layout: BatchLayout):
 def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLayout,
                     num_classes: int, label_smoothing: float = 0.0,
                     noise_ema_decay: float = 0.95, schedule_factor: Callable | None = None,
-                    accumulation_loop: str = "auto", conv_gradients: str = "auto"):
+                    accumulation_loop: str, conv_gradients: str):
     """Per-device ``step(state, batch) -> (state', metrics)`` of one trial; run it inside
     ``shard_map`` (vmapped over a leading trial axis for several trials).
 
-    ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
-    (bsgap/models/conv_grad.py) say how it computes, not what; 'auto' resolves them for the
-    default device's platform as the trainer does (which records its choice in config.json).
+    ``accumulation_loop`` ('none', 'unroll', 'scan'; bsgap/accumulation.py) and ``conv_gradients``
+    ('canonical', 'xla'; bsgap/models/conv_grad.py) say how it computes, not what: resolved values,
+    chosen once by the trainer (which records them in config.json).
     """
-    platform = jax.devices()[0].platform
-    accumulation_loop = resolve_accumulation_loop(accumulation_loop, platform,
-                                                  layout.accumulation_steps)
-    conv_gradients = resolve_conv_gradients(conv_gradients, platform)
+    if conv_gradients not in ("canonical", "xla"):
+        raise ValueError(f"conv_gradients={conv_gradients!r}: resolve it first "
+                         "(resolve_conv_gradients)")
     num_small = layout.num_devices * layout.accumulation_steps
     b_small, b_big = layout.microbatch, layout.batch_size
 

@@ -19,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from bsgap.choices import ACCUMULATION_LOOPS, CONV_GRADIENTS  # noqa: E402 (no JAX import)
+
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Run config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it exists).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -29,12 +31,12 @@ _TRIALS_LOOP = flags.DEFINE_enum("trials_loop", "auto", ["auto", "vmap", "map"],
                                  "With config.trials: vmap the trials, or loop over them (map); "
                                  "auto = map on the CPU, vmap on accelerators.")
 _ACCUMULATION_LOOP = flags.DEFINE_enum(
-    "accumulation_loop", "auto", ["auto", "none", "unroll", "scan"],
+    "accumulation_loop", "auto", list(ACCUMULATION_LOOPS),
     "How the step loops over accumulation microbatches (bsgap/accumulation.py); auto = no loop "
     "for one microbatch; unrolled on the CPU up to 32 (scan when microbatch_size='auto'); scan "
     "elsewhere. Changes speed, not results.")
 _CONV_GRADIENTS = flags.DEFINE_enum(
-    "conv_gradients", "auto", ["auto", "canonical", "xla"],
+    "conv_gradients", "auto", list(CONV_GRADIENTS),
     "Convolution gradients in canonical form (fast inside loops on XLA:CPU) or as XLA emits them "
     "(bsgap/models/conv_grad.py); auto = canonical on the CPU. Changes speed, not results.")
 

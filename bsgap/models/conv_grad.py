@@ -34,7 +34,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jax_core
 
-CONV_GRADIENTS = ("auto", "canonical", "xla")
+from bsgap.choices import CONV_GRADIENTS
 
 _CANONICAL = contextvars.ContextVar("bsgap_canonical_conv_gradients", default=False)
 
