@@ -26,7 +26,7 @@ BN model, and its entry says so.
 The JSON holds every setting (`settings`), the run (`run`: directory, step, model, dataset, batch
 layout), the examples (`examples`: subset, count, hash of the indices), the train loss and accuracy
 at those parameters on those examples in the chosen bn_mode (`train_loss`, `train_accuracy`), the
-Smith & Le (2018) noise scale from the run's scaled learning rate, N and B (`smith_le`), each
+Smith & Le (2018) noise scale from the run's scaled learning rate, N, B and momentum (`smith_le`), each
 metric's library result with its seconds (`metrics`), and the Hessian-vector products used
 (`num_hvps`: per metric and `total`).
 
@@ -179,27 +179,27 @@ class _Progress:
 
 
 def smith_le(config, resolved: dict, metrics_path: str, step: int) -> dict:
-    """Smith & Le (2018) g = eps (N / B - 1) from the run's scaled lr, N and B; with momentum m,
-    their sec. 5 g = eps N / (B (1 - m)) too; and g at the checkpoint's scheduled lr if logged."""
+    """Smith & Le (2018) g = eps (N / B - 1) / (1 - m) (bsgap.curvature.noise_scale) from the
+    run's scaled peak lr, N, B and momentum m (0 for sgd; not defined for adam/adamw: None), and g
+    at the checkpoint's scheduled lr if metrics.jsonl logged it."""
     from bsgap import curvature
+    from bsgap.curvature.noise_scale import smith_le_momentum
 
     lr = float(resolved["scaled_learning_rate"])
     n = int(resolved["num_train_examples"])
     b = int(resolved["layout"]["batch_size"])
-    record = {"formula": "eps (N / B - 1)", "learning_rate": lr, "num_train_examples": n,
-              "batch_size": b, "noise_scale": curvature.smith_le_noise_scale(lr, n, b)}
-    if config.optimizer in ("momentum", "nesterov") and config.momentum:
-        m = float(config.momentum)
-        record.update(momentum=m, noise_scale_momentum=lr * n / (b * (1.0 - m)),
-                      formula_momentum="eps N / (B (1 - m)) (Smith & Le 2018, sec. 5)")
+    m = smith_le_momentum(config.optimizer, config.momentum)
+    record = {"formula": "eps (N / B - 1) / (1 - m)", "learning_rate": lr,
+              "num_train_examples": n, "batch_size": b, "momentum": m,
+              "noise_scale": None if m is None else curvature.smith_le_noise_scale(lr, n, b, m)}
     lr_at_step = None
     if os.path.exists(metrics_path):
         for row in _read_jsonl(metrics_path):
             if row.get("step", math.inf) <= step and "learning_rate" in row:
                 lr_at_step = float(row["learning_rate"])
     record["learning_rate_at_step"] = lr_at_step
-    record["noise_scale_at_step"] = (curvature.smith_le_noise_scale(lr_at_step, n, b)
-                                     if lr_at_step and lr_at_step > 0 else None)
+    record["noise_scale_at_step"] = (curvature.smith_le_noise_scale(lr_at_step, n, b, m)
+                                     if m is not None and lr_at_step and lr_at_step > 0 else None)
     return record
 
 

@@ -1,5 +1,5 @@
 """Gradient noise during training: B_simple over training for each batch size (McCandlish et al.
-2018), and final accuracy against the Smith & Le (2018) noise scale lr N / B.
+2018), and final accuracy against the Smith & Le (2018) noise scale lr (N / B - 1) / (1 - m).
 
     python -m analysis.noise_scale --root=SWEEP_DIR_OR_RUNS_CSV --out=noise.png [--metric=final|best]
 
@@ -8,12 +8,13 @@ README "Online gradient noise scale"; logged in metrics.jsonl with >= 2 devices 
 microbatches) against examples processed; per batch size the mean over its runs at every logged
 step (`analysis.figures.data.b_simple_curves`). A thin dotted line at y = B in the same colour
 shows where the batch equals the noise scale. Right: every finished run's accuracy against
-g = lr N / B (its scaled peak learning rate, N training examples from config.json, B), coloured
-by batch size, one marker per lr rule (`data.smith_le_table`).
+g = lr (N / B - 1) / (1 - m) (its scaled peak learning rate, N training examples and momentum m
+from config.json, B; `bsgap.scaling.smith_le_noise_scale`), coloured by batch size, one marker
+per lr rule (`data.smith_le_table`); adam/adamw runs have no g and are left out with a note.
 
 metrics.jsonl is read only where it is there: from a runs.csv without run directories beside it
-the left panel is skipped with a printed note (and the right one needs config.json for N, or a
-`num_train_examples` column). Writes noise.png, noise.pdf and noise.json; exit 2 when neither
+the left panel is skipped with a printed note (and the right one needs config.json for N and m,
+or `num_train_examples` and `smith_le_momentum` columns). Writes noise.png, noise.pdf and noise.json; exit 2 when neither
 panel can be drawn.
 """
 from __future__ import annotations
@@ -57,23 +58,33 @@ def b_simple_points(sweep: Sweep) -> tuple[pd.DataFrame, int, int]:
             missing, without)
 
 
-def with_num_train_examples(sweep: Sweep) -> pd.DataFrame:
-    """The runs table with N (`num_train_examples`) from each run's config.json when available."""
+def with_noise_scale_inputs(sweep: Sweep) -> pd.DataFrame:
+    """The runs table with N (`num_train_examples`) and Smith & Le's momentum m
+    (`smith_le_momentum`: 0 for sgd, None for adam/adamw) from each run's config.json when
+    available."""
+    from bsgap.scaling import smith_le_momentum
+
     runs = sweep.runs.copy()
-    if "num_train_examples" not in runs.columns:
-        runs["num_train_examples"] = math.nan
+    for column in ("num_train_examples", "smith_le_momentum"):
+        if column not in runs.columns:
+            runs[column] = math.nan
     for i, run in runs.iterrows():
-        config = sweep.config(run["run"])
-        n = (config or {}).get("resolved", {}).get("num_train_examples")
+        stored = sweep.config(run["run"]) or {}
+        n = stored.get("resolved", {}).get("num_train_examples")
         if n is not None:
             runs.at[i, "num_train_examples"] = float(n)
+        config = stored.get("config", {})
+        if "optimizer" in config and (config["optimizer"] in ("sgd", "adam", "adamw")
+                                      or "momentum" in config):
+            m = smith_le_momentum(config["optimizer"], config.get("momentum", 0.0))
+            runs.at[i, "smith_le_momentum"] = math.nan if m is None else m
     return runs
 
 
 def compute(sweep: Sweep, metric: str = "final") -> dict:
     points, missing, without = b_simple_points(sweep)
     curves = data.b_simple_curves(points)
-    smith = data.smith_le_table(with_num_train_examples(sweep), metric)
+    smith = data.smith_le_table(with_noise_scale_inputs(sweep), metric)
     notes = []
     if missing:
         notes.append(f"B_simple over training: metrics.jsonl is not available for {missing} of "
@@ -82,8 +93,8 @@ def compute(sweep: Sweep, metric: str = "final") -> dict:
         notes.append(f"B_simple over training: {without} run(s) logged no b_simple (it needs >= 2 "
                      "devices or accumulation microbatches)")
     if smith.empty:
-        notes.append("accuracy vs lr N / B: no finished run with a known number of training "
-                     "examples (config.json not available)")
+        notes.append("accuracy vs the noise scale: no finished run with a known number of "
+                     "training examples and momentum (config.json not available, or adam/adamw)")
     if curves.empty and smith.empty:
         raise FigureError(f"{sweep.root} has neither B_simple in any metrics.jsonl nor a finished "
                           "run with config.json (for N); " + "; ".join(notes))
@@ -139,7 +150,7 @@ def plot(numbers: dict, source: str):
             right.scatter([], [], color="0.6", marker=plotting.RULE_MARKERS.get(rule, "D"),
                           label=plotting.RULE_NAMES.get(rule, rule))
         right.set_xscale("log")
-        right.set_xlabel("Smith & Le noise scale g = lr · N / B")
+        right.set_xlabel("Smith & Le noise scale g = lr · (N / B − 1) / (1 − m)")
         right.set_ylabel(f"top-1 accuracy ({numbers['metric']})")
         right.set_title("accuracy vs noise scale (Smith & Le 2018)", fontsize=9)
         right.legend(fontsize=7, ncol=2)
@@ -159,9 +170,12 @@ def headlines(numbers: dict) -> list[str]:
     smith = numbers["smith_le"]
     if len(smith):
         best = smith.loc[smith["accuracy"].idxmax()]
-        lines.append(f"lr N / B spans {smith['noise_scale'].min():.4g} to "
+        lines.append(f"g = lr (N / B - 1) / (1 - m) spans {smith['noise_scale'].min():.4g} to "
                      f"{smith['noise_scale'].max():.4g} over {len(smith)} runs; the most accurate "
-                     f"({best['accuracy']:.4f}, {best['run']}) has g = {best['noise_scale']:.4g}")
+                     f"({best['accuracy']:.4f}, {best['run']}) has g = {best['noise_scale']:.4g}"
+                     + (f"; Spearman rank correlation of accuracy with g "
+                        f"{data.spearman(smith['noise_scale'], smith['accuracy']):.2f}"
+                        if len(smith) >= 3 else ""))
     return lines
 
 

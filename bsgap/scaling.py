@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+import numbers
+from typing import Any, Callable, Sequence
 
 LR_SCALINGS = ("none", "linear", "sqrt")
 SCHEDULES = ("constant", "step", "cosine", "linear", "poly")
@@ -118,3 +119,43 @@ def schedule_factor_fn(*, schedule: str, total_steps: int, warmup_steps: int,
         return warm * decay
 
     return factor
+
+
+def smith_le_momentum(optimizer: str, momentum: float) -> float | None:
+    """The momentum m in Smith & Le's noise scale for a bsgap optimizer: 0 for sgd, ``momentum``
+    for momentum / nesterov, None for adam / adamw (g is derived for SGD; not defined for them)."""
+    if optimizer == "sgd":
+        return 0.0
+    if optimizer in ("momentum", "nesterov"):
+        return float(momentum)
+    if optimizer in ("adam", "adamw"):
+        return None
+    raise ValueError(f"optimizer={optimizer!r} is not one of sgd, momentum, nesterov, adam, adamw")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def smith_le_noise_scale(learning_rate: Any, num_train_examples: Any, batch_size: Any,
+                         momentum: Any = 0.0) -> Any:
+    """Smith & Le (2018, "A Bayesian perspective on generalization and SGD") noise scale
+    g = eps (N / B - 1) / (1 - m): learning rate eps, N training examples, batch size B, momentum
+    m (their sec. 5: the effective lr of momentum SGD is eps / (1 - m); m = 0 is their sec. 4
+    g = eps (N / B - 1) ~= eps N / B for B << N). bsgap's one definition of it.
+
+    Elementwise on numpy / JAX arrays and pandas columns; a float for Python numbers, which are
+    checked: learning_rate > 0, 1 <= batch_size <= num_train_examples, 0 <= momentum < 1.
+    """
+    if _number(learning_rate) and learning_rate <= 0:
+        raise ValueError(f"learning_rate={learning_rate!r} must be > 0")
+    if _number(num_train_examples) and _number(batch_size):
+        if not 1 <= batch_size <= num_train_examples:
+            raise ValueError(f"batch_size={batch_size!r} must satisfy 1 <= batch_size <= "
+                             f"num_train_examples={num_train_examples!r}")
+    if _number(momentum) and not 0 <= momentum < 1:
+        raise ValueError(f"momentum={momentum!r} must satisfy 0 <= momentum < 1")
+    scale = learning_rate * (num_train_examples / batch_size - 1) / (1 - momentum)
+    if all(_number(v) for v in (learning_rate, num_train_examples, batch_size, momentum)):
+        return float(scale)
+    return scale

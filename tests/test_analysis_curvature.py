@@ -149,8 +149,9 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
     noise = metrics["noise_scale"]
     assert noise["trace_cov"] == pytest.approx(trace_cov, rel=1e-4)
     assert noise["b_simple"] == pytest.approx(trace_cov / grad_sq, rel=1e-3)
-    # Smith & Le from the run's lr, N and B; the HVP bookkeeping.
-    assert out["smith_le"]["noise_scale"] == pytest.approx(0.1 * (1437 / 32 - 1))
+    # Smith & Le from the run's lr, N, B and momentum 0.9; the HVP bookkeeping.
+    assert out["smith_le"]["momentum"] == 0.9
+    assert out["smith_le"]["noise_scale"] == pytest.approx(0.1 * (1437 / 32 - 1) / (1 - 0.9))
     hvps = out["num_hvps"]
     assert hvps["total"] == sum(v for k, v in hvps.items() if k != "total")
     assert hvps["top_eigs"] > 0 and hvps["trace"] == trace["num_hvps"] and hvps["density"] == 25

@@ -117,3 +117,10 @@ def test_smith_le_noise_scale():
     assert curvature.smith_le_noise_scale(0.5, 1000, 1000) == 0.0
     scales = curvature.smith_le_noise_scale(jnp.asarray([0.1, 0.2]), 1000, 100)
     np.testing.assert_allclose(scales, [0.9, 1.8], rtol=1e-6)
+    # Momentum m: the effective lr is eps / (1 - m) (Smith & Le 2018, sec. 5).
+    assert curvature.smith_le_noise_scale(0.1, 50_000, 128, 0.9) == pytest.approx(10 * expected)
+    with pytest.raises(ValueError, match=r"momentum=1.0 must satisfy 0 <= momentum < 1"):
+        curvature.smith_le_noise_scale(0.1, 1000, 100, 1.0)
+    from bsgap.scaling import smith_le_momentum
+    assert [smith_le_momentum(o, 0.9) for o in ("sgd", "momentum", "nesterov", "adam")] == \
+        [0.0, 0.9, 0.9, None]

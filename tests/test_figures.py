@@ -48,7 +48,7 @@ def write_run(root, name, *, batch_size, lr_scaling, base_lr, lr, seed, summary,
     run = os.path.join(root, name)
     config = {"batch_size": batch_size, "lr_scaling": lr_scaling, "learning_rate": base_lr,
               "reference_batch_size": reference, "seed": seed, "target_accuracy": target,
-              "optimizer": "momentum", "model": model, "dataset": dataset}
+              "optimizer": "momentum", "momentum": 0.9, "model": model, "dataset": dataset}
     resolved = {"scaled_learning_rate": lr, "num_train_examples": N_TRAIN, "total_steps": 10000,
                 "num_processes": 1,
                 "layout": {"batch_size": batch_size, "num_devices": 1, "per_device_batch":
@@ -404,9 +404,9 @@ def test_noise_scale_curves_and_smith_le(steps_root, tmp_path):
     assert [(r["batch_size"], r["b_simple"]) for r in numbers["b_simple_late"]] == [
         (16, 60.0), (1600, 400.0)]
     g = {r["run"]: r["noise_scale"] for r in numbers["smith_le"]}
-    for b in BATCH:                                       # lr N / B with N = 10000
-        assert g[f"bs{b}-a"] == pytest.approx(0.1 * b / 100 * N_TRAIN / b)   # = 10
-        assert g[f"bs{b}-b"] == pytest.approx(0.1 * N_TRAIN / b)
+    for b in BATCH:            # Smith & Le: lr (N / B - 1) / (1 - m), N = 10000, m = 0.9
+        assert g[f"bs{b}-a"] == pytest.approx(0.1 * b / 100 * (N_TRAIN / b - 1) / 0.1)
+        assert g[f"bs{b}-b"] == pytest.approx(0.1 * (N_TRAIN / b - 1) / 0.1)
 
 
 # ----------------------------------------------------------------------------- report and all

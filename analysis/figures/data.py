@@ -372,15 +372,24 @@ def b_simple_curves(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def smith_le_table(runs: pd.DataFrame, metric: str = "final") -> pd.DataFrame:
-    """Smith & Le (2018): the noise scale g = lr N / B of each finished run (scaled peak learning
-    rate, N training examples, batch size B; their eq. g = eps (N/B - 1) ~ eps N / B for B << N),
-    against its accuracy (`metric` as in figure8_table). `runs` needs a `num_train_examples`
-    column; runs without one, diverged or incomplete runs are left out."""
+    """Smith & Le (2018): the noise scale g = lr (N / B - 1) / (1 - m) of each finished run
+    (`bsgap.scaling.smith_le_noise_scale`: scaled peak learning rate, N training examples, batch
+    size B, momentum m) against its accuracy (`metric` as in figure8_table). `runs` needs
+    `num_train_examples` and `smith_le_momentum` columns (analysis.noise_scale reads them from
+    config.json); runs without them (adam/adamw have no m), diverged or incomplete are left out."""
+    from bsgap.scaling import smith_le_noise_scale
+
     column = METRICS[metric]
     ok = runs[runs["status"].isin(FINISHED_OK) & runs[column].notna()
-              & runs["num_train_examples"].notna()].copy()
-    ok["noise_scale"] = (ok["learning_rate"].astype(float) * ok["num_train_examples"].astype(float)
-                         / ok["batch_size"].astype(float))
+              & runs["num_train_examples"].notna() & runs["smith_le_momentum"].notna()].copy()
+    ok["noise_scale"] = smith_le_noise_scale(
+        ok["learning_rate"].astype(float), ok["num_train_examples"].astype(float),
+        ok["batch_size"].astype(float), ok["smith_le_momentum"].astype(float))
     ok["accuracy"] = ok[column].astype(float)
     return ok[["run", "batch_size", "lr_scaling", "learning_rate", "num_train_examples",
-               "noise_scale", "accuracy"]].reset_index(drop=True)
+               "smith_le_momentum", "noise_scale", "accuracy"]].reset_index(drop=True)
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (average ranks for ties) of two equal-length columns."""
+    return float(pd.Series(list(x)).rank().corr(pd.Series(list(y)).rank()))

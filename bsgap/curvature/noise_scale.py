@@ -12,8 +12,12 @@
   Sampling *without* replacement from N examples gives E|G_B|^2 = |G|^2 + tr(Sigma_u) (1/B - 1/N)
   with Sigma_u the unbiased (1/(N-1)) covariance: then S estimates tr(Sigma_u) without bias and
   the |G|^2 estimate is |G|^2 - tr(Sigma_u) / N.
-- Smith & Le (2018), sec. 4: the SGD noise scale g = eps (N / B - 1) ~= eps N / B for
-  learning rate eps, training set size N and batch size B.
+- Smith & Le (2018), "A Bayesian perspective on generalization and stochastic gradient
+  descent" (ICLR 2018): the SGD noise scale g = eps (N / B - 1) (sec. 4, ~= eps N / B for B << N)
+  for learning rate eps, training set size N and batch size B; with momentum m (sec. 5) the
+  effective learning rate is eps / (1 - m), so g = eps (N / B - 1) / (1 - m). bsgap uses this one
+  definition everywhere: ``bsgap.scaling.smith_le_noise_scale`` (JAX-free, for the figure
+  scripts too), re-exported here.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from bsgap.curvature import _checks
 from bsgap.curvature.results import TwoBatchNoise
+from bsgap.scaling import smith_le_momentum, smith_le_noise_scale  # noqa: F401 (re-exported)
 
 
 def _is_traced_or_device(*values: Any) -> bool:
@@ -67,21 +72,3 @@ def two_batch_noise(small_grad_norms_sq: Any, big_grad_norm_sq: Any, b_small: An
         b_simple = trace_cov / grad_norm_sq
     return TwoBatchNoise(grad_norm_sq=grad_norm_sq, trace_cov=trace_cov, b_simple=b_simple,
                          bn_mode=bn_mode)
-
-
-def smith_le_noise_scale(learning_rate: Any, num_train_examples: Any, batch_size: Any) -> Any:
-    """Smith & Le (2018) SGD noise scale g = eps (N / B - 1) (~= eps N / B for B << N).
-
-    Works on Python numbers (returns float) and on arrays (elementwise, jit-safe). Concrete
-    arguments are checked: learning_rate > 0 and 1 <= batch_size <= num_train_examples.
-    """
-    if _concrete_number(learning_rate) and learning_rate <= 0:
-        raise ValueError(f"learning_rate={learning_rate!r} must be > 0")
-    if _concrete_number(num_train_examples) and _concrete_number(batch_size):
-        if not 1 <= batch_size <= num_train_examples:
-            raise ValueError(f"batch_size={batch_size!r} must satisfy 1 <= batch_size <= "
-                             f"num_train_examples={num_train_examples!r}")
-    scale = learning_rate * (num_train_examples / batch_size - 1)
-    if all(_concrete_number(v) for v in (learning_rate, num_train_examples, batch_size)):
-        return float(scale)
-    return scale
