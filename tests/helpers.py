@@ -31,3 +31,56 @@ def tiny_config(data_dir: str, **overrides):
     config = load_config(**{k: v for k, v in base.items() if k != "model_kwargs"})
     config.model_kwargs = base["model_kwargs"]
     return config
+
+
+def drive_steps(trainer, num_steps: int, *, all_trials: bool = False):
+    """Run a compiled ``Trainer``'s train step directly (no logging, no checkpoints).
+
+    Yields ``(t, params_before, params_after, host_batch, metrics)`` for t = 0..num_steps-1, with
+    host copies of the parameters either side of step t, the global batch that step saw (trial
+    0's data order) and its metrics: what a test needs to recompute each update independently.
+    Trial 0's slices, or with ``all_trials`` the stacked trees with their leading trial axis.
+    """
+    import jax
+
+    from bsgap import parallel
+    from bsgap.trainer import data_seed
+
+    if not hasattr(trainer, "step_fn"):
+        trainer.compile()
+    stream = trainer.data.train_stream(trainer.config.batch_size, data_seed(trainer.config))
+    if not trainer.shared_data:
+        raise ValueError("drive_steps feeds one data order: give the trials one data seed")
+    pick = (lambda tree: tree) if all_trials else (
+        lambda tree: jax.tree_util.tree_map(lambda x: x[0], tree))
+    for t in range(num_steps):
+        before = jax.device_get(pick(trainer.state.params))
+        batch = stream.batch(t)
+        trainer.state, metrics = trainer.step_fn(
+            trainer.state, parallel.global_batch(trainer.mesh, batch, trainer._batch_spec()))
+        after = jax.device_get(pick(trainer.state.params))
+        yield t, before, after, batch, jax.device_get(pick(metrics))
+
+
+_GRAD_FNS: dict = {}
+
+
+def mean_loss_grad(model, params, images, labels, num_classes: int):
+    """Gradient of the mean softmax cross-entropy over ``images`` on one device, written out
+    (log-softmax by hand) rather than through bsgap.step: the independent side of a comparison.
+    Jitted once per model (and retraced per input shape)."""
+    import jax
+    import jax.numpy as jnp
+
+    if id(model) not in _GRAD_FNS:
+        def loss(p, x, y):
+            logits = model.apply({"params": p}, x, train=True)
+            log_p = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
+            return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], -1))
+
+        _GRAD_FNS[id(model)] = (model, jax.jit(jax.grad(loss)))   # keeps the model alive
+    grad = _GRAD_FNS[id(model)][1]
+    device = jax.devices()[0]
+    return jax.device_get(grad(jax.device_put(params, device),
+                               jax.device_put(jnp.asarray(images), device),
+                               jax.device_put(jnp.asarray(labels), device)))

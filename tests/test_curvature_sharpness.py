@@ -40,7 +40,12 @@ def test_eps_sharpness_matches_vertex_brute_force(quadratic, subspace_dim):
     epsilon, seed = 0.05, 7
     basis = (np.eye(DIM) if subspace_dim is None
              else random_subspace(DIM, subspace_dim, np.random.default_rng(seed)))
-    half_widths = box_half_widths(x, None if subspace_dim is None else basis, epsilon)
+    # Keskar et al. (2017) eq. 3: C_eps = {|z_i| <= eps (|(A^+ x)_i| + 1)}, A = I or the basis.
+    half_widths = epsilon * (np.abs(np.linalg.pinv(basis) @ x) + 1.0)
+    if subspace_dim is None:
+        np.testing.assert_allclose(half_widths, epsilon * (np.abs(x) + 1.0), rtol=1e-12)
+    np.testing.assert_allclose(box_half_widths(x, None if subspace_dim is None else basis, epsilon),
+                               half_widths, rtol=1e-12)
     assert _single_local_max(a, b, x, basis, half_widths)
     expected_max = _vertex_max(a, b, x, basis, half_widths)
     result = curvature.eps_sharpness(ch.quadratic_loss(a, b), {"theta": x.astype(np.float32)},

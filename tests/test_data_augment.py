@@ -57,6 +57,21 @@ def test_mishkin_resizes_the_short_side_for_any_input_size():
         assert out.shape == (128, 128, 3) and 0 <= out.min() and out.max() <= 1
 
 
+@pytest.mark.parametrize("h,w", [(72, 100), (180, 250), (250, 160)])
+def test_mishkin_resize_keeps_the_aspect(h, w):
+    """On a coordinate image the output's source coordinates advance by 1/scale per pixel in both
+    directions, scale = 144 / short side: a resize that distorts the aspect fails."""
+    out = _run(coordinate_image(h, w), "mishkin", 128, train=False)
+    rows, cols = out[..., 0] * 255, out[..., 1] * 255   # bilinear keeps linear ramps linear
+    per_pixel = min(h, w) / 144
+    inner = np.arange(8, 120)                            # away from edge clamping
+    assert np.polyfit(inner, rows[inner, 64], 1)[0] == pytest.approx(per_pixel, rel=0.02)
+    assert np.polyfit(inner, cols[64, inner], 1)[0] == pytest.approx(per_pixel, rel=0.02)
+    # Centered: the middle output pixel comes from the middle of the image.
+    assert rows[63:65, 64].mean() == pytest.approx((h - 1) / 2, abs=per_pixel)
+    assert cols[64, 63:65].mean() == pytest.approx((w - 1) / 2, abs=per_pixel)
+
+
 def test_cifar_is_a_crop_of_the_zero_padded_image():
     image = coordinate_image(32, 32)
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))
@@ -73,11 +88,22 @@ def test_cifar_is_a_crop_of_the_zero_padded_image():
 
 
 def test_inception_window_area_and_aspect():
+    """Szegedy et al. (2015) crops: area fraction ~ U[0.08, 1] and aspect ~ log-U[3/4, 4/3], among
+    windows that fit. Each window is inside the image and in range, and the 200 windows spread over
+    the ranges (a crop that is always the whole image, or always square, fails)."""
+    areas, aspects = [], []
     for seed in range(200):
         y, x, h, w = inception_window(300, 400, tf.constant([seed, 1], tf.int64)).numpy()
         assert 0 <= y and 0 <= x and y + h <= 300 and x + w <= 400
-        assert 0.08 - 0.01 <= h * w / (300 * 400) <= 1.0
-        assert 3 / 4 - 0.05 <= w / h <= 4 / 3 + 0.05
+        areas.append(h * w / (300 * 400))
+        aspects.append(w / h)
+    areas, aspects = np.array(areas), np.array(aspects)
+    assert np.all((0.08 - 0.01 <= areas) & (areas <= 1.0))
+    assert np.all((3 / 4 - 0.05 <= aspects) & (aspects <= 4 / 3 + 0.05))
+    assert areas.min() < 0.15 and areas.max() > 0.75
+    assert 0.2 < np.mean(areas < 0.3) and 0.2 < np.mean(areas > 0.5)
+    assert aspects.min() < 0.8 and aspects.max() > 1.25
+    assert 0.3 < np.mean(aspects < 1.0) < 0.7
 
 
 def test_inception_output_flips_and_eval_center_crop():

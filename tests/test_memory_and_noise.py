@@ -1,16 +1,14 @@
 """microbatch_size='auto' picks the largest microbatch that fits; the online noise scale equals the
 two-batch estimators computed independently from per-microbatch gradients."""
 import jax
-import jax.numpy as jnp
+import jax.flatten_util
 import numpy as np
 import pytest
 
 from bsgap import logbook
-from bsgap.data import TrainStream
 from bsgap.layout import LayoutError
-from bsgap.step import cross_entropy, init_key
 from bsgap.trainer import Trainer
-from helpers import tiny_config
+from helpers import drive_steps, mean_loss_grad, tiny_config
 
 
 def _footprint(data_dir, tmp_path, micro):
@@ -42,34 +40,42 @@ def test_auto_microbatch_picks_largest_that_fits(data_dir, tmp_path):
         Trainer(config, str(tmp_path / "explicit")).run()
 
 
-def test_online_noise_scale_matches_two_batch_estimator(data_dir, tmp_path):
-    decay = 0.9
-    config = tiny_config(data_dir, batch_size=32, num_devices=2, microbatch_size=4, num_steps=1,
-                         log_every_steps=1, noise_ema_decay=decay, weight_decay=0.0)
+def test_online_noise_scale_ema_over_steps_matches_two_batch_estimator(data_dir, tmp_path):
+    """Five steps, each recomputed independently: per-microbatch gradients in float64 at the
+    step's parameters give the step's two-batch estimates x_i = (|G|^2_i, S_i); the logged values
+    after step t must be the bias-corrected EMA  sum_i d^(t-i) (1-d) x_i / (1 - d^t)  and B_simple
+    the ratio of the two EMAs (a swapped d / 1-d, a missing correction or no EMA all fail)."""
+    decay = 0.7
+    config = tiny_config(data_dir, batch_size=32, num_devices=2, microbatch_size=4, num_steps=5,
+                         log_every_steps=1, noise_ema_decay=decay, weight_decay=0.0,
+                         learning_rate=0.5, optimizer="sgd")
     trainer = Trainer(config, str(tmp_path))
-    trainer.run()
-    record = logbook.read_jsonl(str(tmp_path / "metrics.jsonl"))[0]
-
-    model, data = trainer.model, trainer.data
-    params = model.init(init_key(0), jnp.asarray(data.train.arrays["image"][:1]),
-                        train=False)["params"]
-    batch = TrainStream(data.train, 32, 0).batch(0)
-
-    def grad_of(rows):
-        def loss(p):
-            logits = model.apply({"params": p}, batch["image"][rows], train=True)
-            return cross_entropy(logits, batch["label"][rows], 10).mean()
-        flat, _ = jax.flatten_util.ravel_pytree(jax.grad(loss)(params))
-        return np.asarray(flat, np.float64)
-
-    small = [grad_of(slice(s, s + 4)) for s in range(0, 32, 4)]  # 2 devices x 4 microbatches
-    big = np.mean(small, axis=0)
-    small_sq, big_sq = np.mean([g @ g for g in small]), big @ big
-    g2 = (32 * big_sq - 4 * small_sq) / (32 - 4)
-    s = (small_sq - big_sq) / (1 / 4 - 1 / 32)
-    assert record["noise_grad_norm_sq"] == pytest.approx(g2, rel=2e-4)
-    assert record["noise_trace_cov"] == pytest.approx(s, rel=2e-4)
-    assert record["b_simple"] == pytest.approx(s / g2, rel=5e-4)
+    xs, logged = [], []
+    for t, params, _, batch, metrics in drive_steps(trainer, 5):
+        small = []
+        for start in range(0, 32, 4):   # 2 devices x 4 microbatches of 4, in batch order
+            g = mean_loss_grad(trainer.model, params, batch["image"][start:start + 4],
+                               batch["label"][start:start + 4], 10)
+            small.append(np.asarray(jax.flatten_util.ravel_pytree(g)[0], np.float64))
+        big = np.mean(small, axis=0)
+        small_sq, big_sq = np.mean([g @ g for g in small]), big @ big
+        xs.append(((32 * big_sq - 4 * small_sq) / (32 - 4),
+                   (small_sq - big_sq) / (1 / 4 - 1 / 32)))
+        logged.append(metrics)
+    xs = np.array(xs)
+    assert np.ptp(xs[:, 1]) > 0.05 * np.abs(xs[:, 1]).max()   # the estimates do move
+    for t in range(1, 6):
+        w = np.array([decay ** (t - i) * (1 - decay) for i in range(1, t + 1)])
+        g2, s = (w @ xs[:t]) / (1 - decay ** t)
+        m = logged[t - 1]
+        assert float(m["noise_grad_norm_sq"]) == pytest.approx(g2, rel=5e-4), t
+        assert float(m["noise_trace_cov"]) == pytest.approx(s, rel=5e-4), t
+        assert float(m["b_simple"]) == pytest.approx(s / g2, rel=1e-3), t
+    # The same numbers reach metrics.jsonl when the trainer runs the steps itself.
+    Trainer(config, str(tmp_path / "run")).run()
+    records = logbook.read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
+    np.testing.assert_allclose([r["b_simple"] for r in records],
+                               [float(m["b_simple"]) for m in logged], rtol=1e-5)
 
 
 def test_no_noise_scale_with_one_small_batch(data_dir, tmp_path):

@@ -120,11 +120,18 @@ def test_target_and_patience_stop(data_dir, tmp_path):
                             learning_rate=0.5), str(tmp_path / "p")).run()
     evals = logbook.read_jsonl(str(tmp_path / "p" / "eval.jsonl"))
     accs = [r["accuracy"] for r in evals]
-    if s["status"] == "early_stopped":
-        best = max(accs)
-        assert accs.index(best) == len(accs) - 4 and all(a <= best for a in accs[-3:])
-    else:  # it kept improving to the end
-        assert s["status"] == "complete"
+    # Stopped at the 3rd evaluation after the best one (a tie is no improvement), long before
+    # the 2,000-step budget; nothing was evaluated after it.
+    best = accs.index(max(accs))
+    assert s["status"] == "early_stopped"
+    assert len(accs) == best + 4 and all(a <= accs[best] for a in accs[best + 1:])
+    assert s["steps"] == evals[-1]["step"] == 5 * (best + 4) < 2000
+    assert s["best_eval_step"] == evals[best]["step"]
+    # Before the best, no stretch of 3 evaluations without a new best: it did not stop late.
+    since, top = 0, -1.0
+    for a in accs[:best + 1]:
+        since, top = (0, a) if a > top else (since + 1, top)
+        assert since < 3
 
 
 @pytest.mark.parametrize("eval_batch", [64, 200, 1000])

@@ -1,0 +1,125 @@
+"""Trials that stop inside a K-trial program: one at its target, one by patience, one to the end.
+Each must end exactly as the same trial run alone (status, stopping step, evaluations, frozen
+parameters), and a program resumed after two of its trials finished must finish the third as an
+uninterrupted run does, leaving the finished two untouched. Also: keep_checkpoints."""
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from bsgap import logbook
+from bsgap.trainer import Trainer
+from bsgap.trials import expand_trials
+from helpers import tiny_config
+
+TIMING = {"examples_per_second", "seconds_to_target", "train_seconds", "compile_seconds",
+          "trials_in_program"}
+TRIALS = ({"name": "target", "learning_rate": 0.3, "target_accuracy": 0.85, "stop_at_target": True},
+          {"name": "patience", "learning_rate": 0.3, "patience_evals": 2},
+          {"name": "full", "learning_rate": 0.05})
+
+
+def _config(data_dir):
+    config = tiny_config(data_dir, optimizer="sgd", num_steps=60, eval_every_steps=5,
+                         checkpoint_every_steps=10, log_every_steps=5, num_devices=2,
+                         keep_checkpoints=2)
+    config.trials = TRIALS
+    return config
+
+
+def _strip(record):
+    return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def _same(a, b):
+    """Records (dicts, or lists of dicts) equal up to float32 rounding of their numbers."""
+    if isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+        return
+    a, b = _strip(a), _strip(b)
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], float) and b[key] is not None:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+        else:
+            assert a[key] == b[key], key
+
+
+def _checkpoints(workdir):
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
+@pytest.fixture(scope="module")
+def program(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("program")
+    specs = expand_trials(_config(data_dir), str(root / "k"))
+    trainer = Trainer.for_trials(specs)
+    summaries = trainer.run_all()
+    params = [jax.device_get(trainer.trial_state(k).params) for k in range(len(specs))]
+    alone = []
+    for k, (config, _) in enumerate(specs):
+        single = Trainer(config, str(root / "alone" / str(k)))
+        alone.append((single.run(), jax.device_get(single.trial_state(0).params),
+                      str(root / "alone" / str(k))))
+    return specs, summaries, params, alone
+
+
+def test_stopped_trials_end_as_they_do_alone(program):
+    specs, summaries, params, alone = program
+    statuses = [s["status"] for s in summaries]
+    assert statuses == ["target_reached", "early_stopped", "complete"]
+    for k, (config, workdir) in enumerate(specs):
+        alone_summary, alone_params, alone_dir = alone[k]
+        _same(summaries[k], alone_summary)
+        evals = logbook.read_jsonl(os.path.join(workdir, "eval.jsonl"))
+        _same(evals, logbook.read_jsonl(os.path.join(alone_dir, "eval.jsonl")))
+        steps = [r["step"] for r in evals]
+        assert summaries[k]["steps"] == steps[-1]
+        accs = [r["accuracy"] for r in evals]
+        if k == 0:   # stops at the first evaluation at or above the target
+            first = next(i for i, a in enumerate(accs) if a >= 0.85)
+            assert len(evals) == first + 1 and summaries[k]["steps_to_target"] == steps[first]
+        elif k == 1:  # stops at the 2nd evaluation without a new best (ties are no improvement)
+            best = accs.index(max(accs))
+            assert len(evals) == best + 3 and all(a <= accs[best] for a in accs[best + 1:])
+        else:
+            assert steps[-1] == 60
+        assert summaries[k]["steps"] < 60 or k == 2
+        # Frozen on the device at its stopping step: the parameters of the run alone.
+        for x, y in zip(jax.tree_util.tree_leaves(params[k]), jax.tree_util.tree_leaves(alone_params)):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+        # keep_checkpoints=2: only the last two remain, the last at the stopping step.
+        kept = _checkpoints(workdir)
+        assert len(kept) == 2 and kept[-1] == summaries[k]["steps"], kept
+
+
+def test_program_resumes_with_two_trials_finished(program, data_dir, tmp_path):
+    specs, summaries, params, _ = program
+    root = tmp_path / "k"
+    shutil.copytree(os.path.dirname(specs[0][1]), root)
+    # As a kill after step 50 leaves it: the unfinished trial has checkpoints up to 50 and no
+    # summary; its logs ran further (they are truncated to the checkpoint on resume).
+    full = root / "full"
+    (full / "summary.json").unlink()
+    shutil.rmtree(full / "checkpoints" / "60")
+    finished = {name: (root / name / "summary.json").read_bytes() for name in ("target", "patience")}
+    resumed = Trainer.for_trials(expand_trials(_config(data_dir), str(root)))
+    got = resumed.run_all()
+    assert [s["status"] for s in got] == ["target_reached", "early_stopped", "complete"]
+    _same(got[2], summaries[2])
+    for name, before in finished.items():
+        assert (root / name / "summary.json").read_bytes() == before
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        _same(logbook.read_jsonl(str(full / name)),
+              logbook.read_jsonl(os.path.join(specs[2][1], name)))
+    for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(resumed.trial_state(2).params)),
+                    jax.tree_util.tree_leaves(params[2])):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    for k in (0, 1):   # restored frozen, at their own stopping step
+        for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(resumed.trial_state(k).params)),
+                        jax.tree_util.tree_leaves(params[k])):
+            np.testing.assert_array_equal(x, y)
