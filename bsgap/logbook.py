@@ -65,10 +65,9 @@ class Logbook:
         self._files: dict[str, Any] = {}
         self._tb = None
         if enabled and tensorboard:
-            import tensorflow as tf
+            from bsgap.tb_events import ScalarWriter   # no TensorFlow import
 
-            self._tf = tf
-            self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+            self._tb = ScalarWriter(os.path.join(workdir, "tensorboard"))
 
     def _append(self, name: str, record: dict) -> None:
         if name not in self._files:
@@ -78,14 +77,14 @@ class Logbook:
         f.flush()
 
     def _scalars(self, prefix: str, record: dict) -> None:
+        """One event per record: every numeric field as a scalar ``prefix/key`` at its step."""
         if self._tb is None:
             return
-        with self._tb.as_default():
-            for key, value in record.items():
-                value = _plain(value)
-                if key != "step" and isinstance(value, (int, float)) and value is not None:
-                    self._tf.summary.scalar(f"{prefix}/{key}", value, step=int(record["step"]))
-        self._tb.flush()
+        values = {f"{prefix}/{key}": float(value)
+                  for key, value in ((k, _plain(v)) for k, v in record.items())
+                  if key != "step" and isinstance(value, (int, float))
+                  and not isinstance(value, bool)}
+        self._tb.scalars(int(record["step"]), values)
 
     def train(self, record: dict) -> None:
         if self.enabled:

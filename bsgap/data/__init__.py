@@ -7,7 +7,8 @@ A ``Dataset`` gives the trainer two things, whatever the source:
     processes, in padded batches with a ``mask`` of the real examples.
 How the examples are held (``cache``):
   * in memory (``ArraySplit``), when the decoded split is small ('auto': fixed image shape and at
-    most ``CACHE_MAX_BYTES``) or ``cache='memory'``. With no augmentation or resizing the images
+    most ``CACHE_MAX_BYTES``) or ``cache='memory'``; read once through TFDS, then from a numpy copy
+    beside the TFDS files (``array_cache.py``), so later runs start without TensorFlow. With no augmentation or resizing the images
     are scaled to float32 [0, 1] (and standardized) once at load and batches are numpy gathers
     (``TrainStream``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
     augments them. Each process holds the whole split and reads its rows of every batch.
@@ -22,8 +23,9 @@ import math
 
 import numpy as np
 
-from bsgap.data.augment import PRESETS, Preprocess
+from bsgap.data import array_cache
 from bsgap.data.catalog import IMAGE_FOLDER, DataError, image_folder, prepared_builder
+from bsgap.data.preprocess import PRESETS, Preprocess
 from bsgap.data.sources import ArraySplit, TrainStream, eval_batches
 
 CACHE_CHOICES = ("auto", "memory", "none")
@@ -43,10 +45,10 @@ class Dataset:
     def train_stream(self, global_batch: int, seed: int, process_index: int = 0,
                      process_count: int = 1):
         """Object with ``batch(step)``: this process's rows of the global batch at ``step``."""
+        if self.preprocess is None:   # numpy only (no TensorFlow import)
+            return TrainStream(self.train, global_batch, seed, process_index, process_count)
         from bsgap.data.streaming import StreamingTrainStream, TfdsSplit
 
-        if self.preprocess is None:
-            return TrainStream(self.train, global_batch, seed, process_index, process_count)
         if isinstance(self.train, TfdsSplit):
             return StreamingTrainStream(self.train, self.preprocess, global_batch, seed,
                                         process_index, process_count,
@@ -58,10 +60,10 @@ class Dataset:
 
     def eval_batches(self, global_batch: int, process_index: int = 0, process_count: int = 1):
         """Padded batches covering the eval split once across processes (with 'mask')."""
-        from bsgap.data.streaming import TfdsSplit, streaming_eval_dataset
-
         if self.preprocess is None:
             return eval_batches(self.eval, global_batch, process_index, process_count)
+        from bsgap.data.streaming import TfdsSplit, streaming_eval_dataset
+
         if isinstance(self.eval, TfdsSplit):
             ds = streaming_eval_dataset(self.eval, self.preprocess, global_batch,
                                         process_index, process_count)
@@ -89,10 +91,10 @@ class Dataset:
 
 
 def _input_shape(split) -> tuple:
-    from bsgap.data.streaming import TfdsSplit
-
     if isinstance(split, ArraySplit):
         return tuple(split.arrays["image"].shape[1:])
+    from bsgap.data.streaming import TfdsSplit
+
     if isinstance(split, TfdsSplit):
         return split.source()[0]
     return (None, None, 3)
@@ -110,11 +112,9 @@ def _standardize(image: np.ndarray, p: Preprocess) -> np.ndarray:
 
 
 def _load_arrays(builder, split: str, p: Preprocess, final: bool) -> ArraySplit:
-    import tensorflow_datasets as tfds
-
-    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    data = array_cache.load_split(builder, split)   # without TensorFlow once cached
     image = _standardize(data["image"], p) if final else data["image"]
-    return ArraySplit({"image": image, "label": np.asarray(data["label"], np.int32)})
+    return ArraySplit({"image": image, "label": data["label"]})
 
 
 def _cache_in_memory(cache: str, name: str, shape, dtype, num_examples: int, final: bool) -> bool:
