@@ -33,7 +33,7 @@ from jax import lax
 from bsgap.accumulation import accumulate
 from bsgap.layout import BatchLayout
 from bsgap.models.conv_grad import canonical_conv_gradients
-from bsgap.optim import current_learning_rate
+from bsgap.optim import current_learning_rate, set_hyperparams
 from bsgap.parallel import AXIS
 
 
@@ -61,6 +61,24 @@ def dropout_base_key(seed: int):
 def init_noise_state() -> dict:
     zero = jnp.zeros((), jnp.float32)
     return {"g2": zero, "s": zero, "weight": zero}
+
+
+def make_init_fn(model, tx: optax.GradientTransformation):
+    """``init(key, sample, hyperparams, seed) -> TrainState`` of one trial, jitted: parameters,
+    optimizer state (with the injected hyperparameters, ``bsgap.optim.HYPERPARAMS``) and the rest.
+    Run op by op, initialization compiles every primitive separately (4 s for the digits MLP, most
+    of a small run's start-up); jitted it is one program, shared by trials (their numbers are
+    arguments)."""
+
+    def init(key, sample, hyper, seed):
+        variables = model.init(key, sample, train=False)
+        params = variables["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          batch_stats=variables.get("batch_stats", {}),
+                          opt_state=set_hyperparams(tx.init(params), **hyper),
+                          noise=init_noise_state(), seed=seed, alive=jnp.asarray(True))
+
+    return jax.jit(init)
 
 
 def cross_entropy(logits, labels, num_classes: int, label_smoothing: float = 0.0):

@@ -37,12 +37,12 @@ from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
-from bsgap.optim import make_optimizer, set_hyperparams
+from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
 from bsgap.scaling import schedule_factor_fn
-from bsgap.step import TrainState, init_key, init_noise_state, make_eval_step, make_train_step
+from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
-from bsgap.trials import over_trials, resolve_trials_loop
+from bsgap.trials import over_trials, resolve_trials_loop, take_trial
 from bsgap.workdir import WorkdirError, check_workdir, environment, plain_config
 
 
@@ -136,18 +136,12 @@ class Trainer:
         return len(self.trials)
 
     # ----------------------------------------------------------------------------- setup
-    def _init_trial_state(self, trial: Trial, sample) -> TrainState:
+    def _init_trial_state(self, trial: Trial, sample):
         c, r = trial.config, trial.resolved
-        variables = self.model.init(init_key(c.seed), sample, train=False)
-        params = variables["params"]
-        opt_state = set_hyperparams(
-            self.tx.init(params), learning_rate=r.scaled_learning_rate, momentum=c.momentum,
-            weight_decay=c.weight_decay, warmup_steps=r.warmup_steps,
-            warmup_start_factor=r.warmup_start_factor)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          batch_stats=variables.get("batch_stats", {}), opt_state=opt_state,
-                          noise=init_noise_state(), seed=jnp.asarray(c.seed, jnp.int32),
-                          alive=jnp.asarray(True))
+        hyper = dict(learning_rate=r.scaled_learning_rate, momentum=c.momentum,
+                     weight_decay=c.weight_decay, warmup_steps=r.warmup_steps,
+                     warmup_start_factor=r.warmup_start_factor)
+        return self._init_fn(init_key(c.seed), sample, hyper, jnp.asarray(c.seed, jnp.int32))
 
     def _build(self):
         c, r = self.config, self.resolved
@@ -162,6 +156,7 @@ class Trainer:
             momentum=c.momentum, weight_decay=c.weight_decay, decay_all=c.decay_all_params)
         self.mesh = parallel.make_mesh(self.num_devices)
         sample = jnp.asarray(self.data.sample_images(r.layout.bn_group or 1))
+        self._init_fn = make_init_fn(self.model, self.tx)
         states = [self._init_trial_state(t, sample) for t in self.trials]
         # Host copies first: leaves that share one buffer (e.g. equal zeros) cannot both be donated.
         stacked = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
@@ -217,8 +212,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------- state slices
     def trial_state(self, k: int = 0):
-        """Trial k's state (no trial axis), on the devices."""
-        return jax.tree_util.tree_map(lambda x: x[k], self.state)
+        """Trial k's state (no trial axis), on the devices (one jitted gather for all leaves:
+        leaf by leaf, each shape compiles its own gather)."""
+        return take_trial(self.state, jnp.asarray(k, jnp.int32))
 
     def _set_trial_state(self, k: int, trial_state) -> None:
         self.state = jax.tree_util.tree_map(lambda full, x: full.at[k].set(x), self.state,

@@ -96,3 +96,16 @@ def over_trials(fn, loop: str, shared_batch: bool):
     if shared_batch:
         return choose(lambda state, batch: jax.lax.map(lambda s: fn(s, batch), state))
     return choose(lambda state, batch: jax.lax.map(lambda sb: fn(*sb), (state, batch)))
+
+
+_TAKE = []
+
+
+def take_trial(state, k):
+    """Trial ``k``'s slice of a stacked state (one jitted gather for every leaf: leaf by leaf,
+    each shape compiles a gather of its own). JAX is imported on first use, not with the module."""
+    if not _TAKE:
+        import jax
+
+        _TAKE.append(jax.jit(lambda s, i: jax.tree_util.tree_map(lambda x: x[i], s)))
+    return _TAKE[0](state, k)

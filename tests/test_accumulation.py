@@ -83,7 +83,8 @@ def _loss(conv, kwargs):
 def test_canonical_conv_gradient_equals_jax_grad(lhs_shape, rhs_shape, kwargs):
     kx, kw = jax.random.split(jax.random.PRNGKey(0))
     x, w = jax.random.normal(kx, lhs_shape), jax.random.normal(kw, rhs_shape)
-    expected = jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=(0, 1))(x, w)
+    # References jitted too: op-by-op dispatch compiles every primitive on its own (slower).
+    expected = jax.jit(jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=(0, 1)))(x, w)
     with canonical_conv_gradients():
         got = jax.jit(jax.grad(_loss(conv_general_dilated, kwargs), argnums=(0, 1)))(x, w)
         # vmapped over a batch of kernels (trials), and inside a scan (accumulation)
@@ -98,18 +99,19 @@ def test_canonical_conv_gradient_equals_jax_grad(lhs_shape, rhs_shape, kwargs):
         got_scan, _ = jax.jit(lambda xs: lax.scan(body, jnp.zeros_like(w), xs))(jnp.stack([x, -x]))
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    vmap_expected = jax.vmap(jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=(0, 1)),
-                             in_axes=(None, 0))(x, ws)
+    vmap_expected = jax.jit(jax.vmap(jax.grad(_loss(lax.conv_general_dilated, kwargs),
+                                              argnums=(0, 1)), in_axes=(None, 0)))(x, ws)
     for a, b in zip(got_vmap, vmap_expected):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    scan_expected = sum(jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=1)(xi, w)
-                        for xi in (x, -x))
+    plain_w = jax.jit(jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=1))
+    scan_expected = plain_w(x, w) + plain_w(-x, w)
     np.testing.assert_allclose(got_scan, scan_expected, rtol=1e-4, atol=1e-4)
     # Outside the context the function is lax.conv_general_dilated itself (curvature's HVPs use it).
     grad_w = jax.grad(_loss(conv_general_dilated, kwargs), argnums=1)
-    hvp = jax.jvp(lambda v: grad_w(x, v), (w,), (w,))[1]
-    plain_w = jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=1)
-    np.testing.assert_allclose(hvp, jax.jvp(lambda v: plain_w(x, v), (w,), (w,))[1], rtol=1e-5)
+    hvp = jax.jit(lambda: jax.jvp(lambda v: grad_w(x, v), (w,), (w,))[1])()
+    plain = jax.grad(_loss(lax.conv_general_dilated, kwargs), argnums=1)
+    np.testing.assert_allclose(hvp, jax.jit(lambda: jax.jvp(lambda v: plain(x, v), (w,), (w,))[1])(),
+                               rtol=1e-5)
 
 
 def _conv_dim_labels(step, *args):

@@ -14,7 +14,7 @@ import pytest
 from bsgap import logbook
 from bsgap.trainer import Trainer, final_params
 from bsgap.workdir import WorkdirError
-from helpers import ROOT, tiny_config
+from helpers import ROOT, load_config, tiny_config
 
 TIMING = {"examples_per_second", "seconds_to_target", "train_seconds", "compile_seconds"}
 
@@ -38,8 +38,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(data_dir, tmp_path):
              "--config.checkpoint_every_steps=100", "--config.eval_every_steps=250",
              "--config.log_every_steps=50", "--config.tensorboard=False")
     full, killed = tmp_path / "full", tmp_path / "killed"
-    cmd, env = _cli(full, data_dir, *extra)
-    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+    # The uninterrupted reference runs in this process (one interpreter start-up fewer): the same
+    # config the CLI parses, on the same 2 devices, so the same compiled program.
+    reference = load_config("configs/digits_mlp.py", data_dir=data_dir, progress_bar=False,
+                            num_devices=2, num_epochs=None, num_steps=1500,
+                            checkpoint_every_steps=100, eval_every_steps=250, log_every_steps=50,
+                            tensorboard=False)
+    Trainer(reference, str(full)).run()
 
     cmd, env = _cli(killed, data_dir, *extra)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
