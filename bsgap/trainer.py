@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bsgap import logbook, parallel, run_config
+from bsgap import logbook, parallel, run_config, run_lock
 from bsgap.accumulation import resolve_accumulation_loop
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
@@ -110,7 +110,19 @@ class Trainer:
         workdirs = [os.path.abspath(w) for _, w in specs]
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")
-        self.modes = [check_workdir(w, c) for c, w in specs]
+        # One process per run directory (process 0 locks for all): held until run_all ends.
+        self._locks = []
+        try:
+            if parallel.is_main_process():
+                for w in workdirs:
+                    self._locks.append(run_lock.acquire(w))
+            self._setup_locked(configs, workdirs, platform, accumulation_loop)
+        except BaseException:
+            self._release_locks(undo_create=True)   # a refused run leaves no new directory
+            raise
+
+    def _setup_locked(self, configs, workdirs, platform, accumulation_loop):
+        self.modes = [check_workdir(w, c) for c, w in zip(configs, workdirs)]
         # Every process decides new/resume before process 0 creates files in the workdirs.
         parallel.barrier("bsgap: workdirs checked")
         self.config = configs[0]
@@ -276,7 +288,21 @@ class Trainer:
             raise ValueError("run() is for one trial; use run_all() for several")
         return self.run_all()[0]
 
+    def _release_locks(self, undo_create: bool = False) -> None:
+        for lock in self._locks:
+            lock.release(undo_create=undo_create)
+        self._locks = []
+
     def run_all(self) -> list[dict]:
+        try:
+            out = self._run_all()
+        except BaseException:
+            self._release_locks(undo_create=True)
+            raise
+        self._release_locks()
+        return out
+
+    def _run_all(self) -> list[dict]:
         c = self.config
         self._build()
         self._compile()
