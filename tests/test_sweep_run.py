@@ -91,3 +91,35 @@ def test_kill_mid_sweep_then_rerun_runs_only_unfinished_trials(data_dir, tmp_pat
     assert "batch_size=4096 exceeds the 1437 training examples" in \
         (root / "logs" / "bs4096-s0.log").read_text()
     assert json.loads((root / "logs" / "bs32-s0.json").read_text())["outcome"] == "complete"
+
+
+def test_trials_die_with_a_killed_runner(data_dir, tmp_path):
+    """SIGKILL of the runner alone: its running trial gets SIGTERM (parent-death signal) and is
+    gone within seconds, so a rerun finds the directory free and resumes it."""
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text(textwrap.dedent(SWEEP.format(data_dir=data_dir)).replace(
+        '"num_steps": 2000', '"num_steps": 200000'))
+    root = tmp_path / "root"
+    runner = subprocess.Popen([sys.executable, "-m", "launch.sweep", f"--sweep={sweep}",
+                               f"--root={root}", "--only=bs16-*"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = root / "bs16-s0" / ".bsgap.lock"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (root / "bs16-s0" / "metrics.jsonl").exists():
+        time.sleep(0.1)
+    trial_pid = json.loads(lock.read_text())["pid"]
+    assert trial_pid != runner.pid
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(trial_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(trial_pid, signal.SIGKILL)
+        raise AssertionError(f"trial process {trial_pid} outlived its killed runner")
+    from bsgap.run_lock import acquire
+    acquire(str(root / "bs16-s0")).release()   # free for a rerun
