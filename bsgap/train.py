@@ -65,6 +65,7 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from bsgap import parallel
     from bsgap.data import DataError
+    from bsgap.interrupt import Interrupted
     from bsgap.trainer import Trainer
     from bsgap.workdir import WorkdirError
 
@@ -81,6 +82,9 @@ def main(argv) -> int:
     except (ConfigError, DataError, WorkdirError, ValueError) as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:   # SIGINT / SIGTERM: checkpoint saved (bsgap/interrupt.py)
+        print(f"bsgap.train: {stop}", file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

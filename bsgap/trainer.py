@@ -35,6 +35,7 @@ from bsgap.accumulation import resolve_accumulation_loop
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
+from bsgap.interrupt import Interrupted, stop_on_signals
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer
@@ -294,8 +295,11 @@ class Trainer:
         self._locks = []
 
     def run_all(self) -> list[dict]:
+        """Run every trial to its end; on SIGINT / SIGTERM stop after the current step with a
+        checkpoint there and raise ``bsgap.interrupt.Interrupted``."""
         try:
-            out = self._run_all()
+            with stop_on_signals() as self._signals:
+                out = self._run_all()
         except BaseException:
             self._release_locks(undo_create=True)
             raise
@@ -342,8 +346,10 @@ class Trainer:
                 self.state, parallel.global_batch(self.mesh, host_batch, self._batch_spec()))
             pending.append(metrics)
             step += 1
+            stop = self._signals.requested
             do_eval = step % self.resolved.eval_every_steps == 0 or step == total
-            do_ckpt = bool(c.checkpoint_every_steps) and step % c.checkpoint_every_steps == 0
+            do_ckpt = (bool(c.checkpoint_every_steps) and step % c.checkpoint_every_steps == 0
+                       or stop is not None)
             if not (step % c.log_every_steps == 0 or do_eval or do_ckpt or step == total):
                 continue
             fetched = jax.device_get(pending)
@@ -352,8 +358,22 @@ class Trainer:
             self._boundary(fetched, step, seconds, first_interval, do_eval, do_ckpt, bar)
             pending, first_interval = [], False
             t_last = time.perf_counter()
+            if stop is not None and any(t.running for t in self.trials):
+                bar.close()
+                self._interrupted(stop, step)
         bar.close()
         return self._finish(step)
+
+    def _interrupted(self, signum: int, step: int) -> None:
+        """Checkpoints of the running trials were just saved at ``step`` (the host state holds
+        the partial log interval): wait for them, close the logs, and stop."""
+        for trial in self.trials:
+            if trial.book is not None and trial.running:
+                trial.checkpointer.close()
+                trial.book.close()
+        stop = Interrupted(signum, step)
+        say(str(stop))
+        raise stop
 
     def _announce(self):
         c, r = self.config, self.resolved
