@@ -60,10 +60,10 @@ def _read_json(path: str):
 
 
 def _read_jsonl(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """bsgap's reader: a torn final line is dropped; other damage raises CorruptFileError."""
+    from bsgap.logbook import read_jsonl
+
+    return read_jsonl(path)
 
 
 def find_runs(root: str) -> list[str]:
@@ -205,7 +205,15 @@ def collect(root: str, targets=()) -> pd.DataFrame:
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{root} is not a directory")
     cache: dict = {}
-    rows = [run_row(d, root, targets, cache) for d in find_runs(root)]
+    rows, skipped = [], []
+    for directory in find_runs(root):
+        try:
+            rows.append(run_row(directory, root, targets, cache))
+        except (OSError, ValueError) as err:   # one damaged run never breaks the whole table
+            skipped.append(f"{os.path.relpath(directory, root)} ({err})")
+    if skipped:
+        print(f"analysis.collect: skipped {len(skipped)} unreadable run(s): " + "; ".join(skipped),
+              file=sys.stderr)
     columns = list(REQUIRED_COLUMNS)
     for row in rows:
         columns += [k for k in row if k not in columns]

@@ -87,7 +87,10 @@ def update_after_eval(host: HostState, config, step: int, result: dict) -> None:
 
 def run_summary(host: HostState, config, resolved, step: int, *, compile_seconds: float,
                 trials: int = 1) -> dict:
-    """summary.json of a trial that ended at ``step`` (README: the run directory)."""
+    """summary.json of a trial that ended at ``step`` (README: the run directory); a diverged
+    trial's steps and examples are those up to its non-finite step (it stopped there)."""
+    if host.status == "diverged" and host.diverged_at_step is not None:
+        step = host.diverged_at_step
     return {
         "status": host.status, "steps": step, "examples": step * config.batch_size,
         "epochs": step * config.batch_size / resolved.num_train_examples,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from typing import Any
 
 CONFIG_FILE, METRICS_FILE, EVAL_FILE, SUMMARY_FILE = (
@@ -25,9 +26,18 @@ def _plain(value: Any):
     return value
 
 
+class CorruptFileError(ValueError):
+    """A run file that cannot be parsed; the message names the file (and line)."""
+
+
 def read_json(path: str):
     with open(path) as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise CorruptFileError(f"{path} is not valid JSON ({err}); it was cut or edited. Move it "
+                               "away (or restore it) and rerun") from None
 
 
 def write_json_atomic(path: str, data: dict) -> None:
@@ -39,10 +49,29 @@ def write_json_atomic(path: str, data: dict) -> None:
 
 
 def read_jsonl(path: str) -> list[dict]:
+    """The records of a JSONL file ([] when absent). A final line cut short (what a kill during a
+    write leaves) is dropped with a warning; any other unreadable line raises CorruptFileError
+    naming the file and the line."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")
+    records = []
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            if i == last:
+                print(f"[bsgap] warning: {path}: line {i + 1} is cut short (a write was "
+                      "interrupted); dropped", file=sys.stderr)
+                break
+            raise CorruptFileError(f"{path}, line {i + 1}: not valid JSON ({err}); the file was "
+                                   "edited or damaged. Move it away (or repair that line) and "
+                                   "rerun") from None
+    return records
 
 
 def truncate_jsonl(path: str, max_step: int) -> None:

@@ -7,6 +7,7 @@ batch layout, scaled learning rate, budget in steps, warmup and milestones. Both
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from bsgap import scaling
 from bsgap.layout import BatchLayout, resolve_layout
@@ -31,6 +32,8 @@ def _check_number(config, field: str, *, low=None, high=None, integer=False, opt
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{field}={value!r} must be {'an integer' if integer else 'a number'}"
                           + (" or None" if optional else ""))
+    if not math.isfinite(value):
+        raise ConfigError(f"{field}={value!r} must be a finite number")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         raise ConfigError(f"{field}={value} must be {'>=' if low_inclusive else '>'} {low}")
     if high is not None and value > high:

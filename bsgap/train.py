@@ -52,7 +52,7 @@ def main(argv) -> int:
     from bsgap.trials import expand_trials
 
     try:
-        if _CONFIG.value.get("trials"):
+        if _CONFIG.value.get("trials") is not None:
             for trial_config, _ in expand_trials(_CONFIG.value, _WORKDIR.value):
                 validate(trial_config)
         else:
@@ -74,7 +74,7 @@ def main(argv) -> int:
                                         _PROCESS_ID.value)
         execution = {"accumulation_loop": _ACCUMULATION_LOOP.value,
                      "conv_gradients": _CONV_GRADIENTS.value}
-        if _CONFIG.value.get("trials"):
+        if _CONFIG.value.get("trials") is not None:
             Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value),
                                trials_loop=_TRIALS_LOOP.value, **execution).run_all()
         else:

@@ -1,0 +1,119 @@
+"""Damaged run files and bad values (issue 13): a torn final JSONL line is dropped on resume and
+the run ends as an undamaged one; other damage is an error naming the file and line; one bad run
+never breaks analysis.collect's table; non-finite numbers and an empty trials tuple are refused;
+a diverged run's summary counts the steps up to its divergence."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from analysis import collect
+from bsgap import logbook
+from bsgap.logbook import CorruptFileError
+from bsgap.run_config import ConfigError, validate
+from bsgap.trainer import Trainer
+from helpers import ROOT, tiny_config
+
+TIMING = {"examples_per_second", "seconds_to_target", "train_seconds", "compile_seconds"}
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def finished(data_dir, tmp_path_factory):
+    """A finished 40-step run with checkpoints at 20 and 40."""
+    path = tmp_path_factory.mktemp("finished") / "run"
+    Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=20, eval_every_steps=10,
+                        log_every_steps=5), str(path)).run()
+    return path
+
+
+def test_torn_final_line_is_dropped_on_resume(data_dir, finished, tmp_path, capfd):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    # What a kill after step 40's checkpoint started but before the summary leaves: no summary,
+    # the last checkpoint gone, a metrics line cut in the middle of a write.
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints" / "40")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 0.98, "examples": 1440, "grad_no')
+    summary = Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=20,
+                                  eval_every_steps=10, log_every_steps=5), str(run)).run()
+    assert "metrics.jsonl: line 9 is cut short" in capfd.readouterr().err
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert _strip(logbook.read_jsonl(str(run / name))) == \
+            _strip(logbook.read_jsonl(str(finished / name)))
+    assert {k: v for k, v in summary.items() if k not in TIMING} == {
+        k: v for k, v in logbook.read_json(str(finished / "summary.json")).items()
+        if k not in TIMING}
+
+
+def test_damage_inside_a_file_names_the_file_and_line(finished, tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = (finished / "metrics.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:30]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorruptFileError, match=rf"{path}, line 3: not valid JSON"):
+        logbook.read_jsonl(str(path))
+    bad = tmp_path / "config.json"
+    bad.write_text('{"config": {"batch_size": 3')
+    with pytest.raises(CorruptFileError, match=rf"{bad} is not valid JSON"):
+        logbook.read_json(str(bad))
+
+
+def test_cli_names_a_damaged_config_json(data_dir, finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").write_text('{"config": ')
+    result = subprocess.run(
+        [sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
+         f"--workdir={run}", f"--config.data_dir={data_dir}"], cwd=ROOT, capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"{run}/config.json is not valid JSON" in result.stderr
+
+
+def test_collect_skips_and_lists_an_unreadable_run(finished, tmp_path, capsys):
+    root = tmp_path / "root"
+    for name in ("good", "bad"):
+        shutil.copytree(finished, root / name)
+    lines = (root / "bad" / "eval.jsonl").read_text().splitlines()
+    lines[1] = "{not json"
+    (root / "bad" / "eval.jsonl").write_text("\n".join(lines) + "\n")
+    table = collect.collect(str(root))
+    assert list(table["run"]) == ["good"]
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable run(s): bad (" in err and "eval.jsonl, line 2" in err
+
+
+@pytest.mark.parametrize("field,value", [("learning_rate", float("nan")),
+                                         ("learning_rate", float("inf")),
+                                         ("weight_decay", float("nan")),
+                                         ("target_accuracy", float("nan"))])
+def test_non_finite_numbers_are_refused(data_dir, field, value):
+    with pytest.raises(ConfigError, match=rf"{field}={value!r} must be a finite number"):
+        validate(tiny_config(data_dir, **{field: value}))
+
+
+def test_cli_refuses_nan_and_an_empty_trials_tuple(data_dir, tmp_path):
+    for extra, message in (("--config.learning_rate=nan", "learning_rate=nan must be a finite"),
+                           ("--config.trials=()", "trials=() must be a non-empty tuple")):
+        result = subprocess.run(
+            [sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
+             f"--workdir={tmp_path / 'w'}", f"--config.data_dir={data_dir}", extra], cwd=ROOT,
+            capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert not os.path.exists(tmp_path / "w")
+
+
+def test_diverged_summary_counts_steps_up_to_the_divergence(data_dir, tmp_path):
+    summary = Trainer(tiny_config(data_dir, learning_rate=1e6, optimizer="sgd", num_steps=20,
+                                  log_every_steps=20), str(tmp_path)).run()
+    assert summary["status"] == "diverged"
+    assert summary["steps"] == summary["diverged_at_step"] < 20
+    assert summary["examples"] == summary["steps"] * 32
