@@ -56,6 +56,8 @@ def _holder(path: str) -> str:
 
 def acquire(workdir: str) -> RunLock:
     """Lock ``workdir`` (created if absent) for this process, or raise ``WorkdirError``."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} is a file, not a directory")
     created = not os.path.isdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, LOCK_FILE)

@@ -46,6 +46,10 @@ def main(argv) -> int:
     if not _WORKDIR.value:
         print("bsgap.train: error: --workdir is required (the run directory)", file=sys.stderr)
         return 2
+    if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+        print(f"bsgap.train: error: --workdir={_WORKDIR.value} is a file, not a directory; give "
+              "the run a directory (new or a run's own)", file=sys.stderr)
+        return 2
     # Refuse a bad config before the heavy imports (JAX, TensorFlow: seconds): these modules
     # import neither.
     from bsgap.run_config import ConfigError, validate
@@ -88,8 +92,26 @@ def main(argv) -> int:
     return 0
 
 
+def _parse_flags(argv) -> list:
+    """absl's flag parsing (the config file and its overrides included), with a misspelled field,
+    a missing config file or a value of the wrong type exiting 2 with one line instead of a
+    traceback or absl's FATAL (exit 1)."""
+    try:
+        rest = flags.FLAGS(argv)
+        _CONFIG.value  # noqa: B018 (applies the --config.x overrides now)
+        return rest
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError,
+            SyntaxError) as err:
+        message = err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
+        if isinstance(err, AttributeError) and message[:1] == message[-1:] == "'":
+            message = message[1:-1]   # ml_collections quotes its "did you mean" message
+        message = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
+        print(f"bsgap.train: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

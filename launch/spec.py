@@ -98,10 +98,18 @@ def sweep_dict(path: str) -> dict:
     module_name = "bsgap_sweep_" + re.sub(r"\W", "_", os.path.abspath(path))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:   # a syntax error, a failing import: the user's file, one line
+        raise SweepError(f"sweep file {path} could not be loaded: {type(err).__name__}: "
+                         f"{err}") from None
     if not hasattr(module, "get_sweep"):
         raise SweepError(f"sweep file {path} has no get_sweep()")
-    raw = module.get_sweep()
+    try:
+        raw = module.get_sweep()
+    except Exception as err:
+        raise SweepError(f"sweep file {path}: get_sweep() raised {type(err).__name__}: "
+                         f"{err}") from None
     if not isinstance(raw, dict) or "config" not in raw or "axes" not in raw:
         raise SweepError(f"{path}: get_sweep() must return a dict with 'config' and 'axes' "
                          "(and optionally 'overrides', 'names')")

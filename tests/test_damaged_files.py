@@ -117,3 +117,44 @@ def test_diverged_summary_counts_steps_up_to_the_divergence(data_dir, tmp_path):
     assert summary["status"] == "diverged"
     assert summary["steps"] == summary["diverged_at_step"] < 20
     assert summary["examples"] == summary["steps"] * 32
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("--config.batchsize=512", 'Did you mean "batch_size" instead of "batchsize"?'),
+    ("--config=configs/nope.py", "configs/nope.py"),
+    ("--config.batch_size=abc", "flag --config.batch_size=abc: invalid literal for int()"),
+    ("--config.batch_size=1e9", "flag --config.batch_size=1e9"),
+    ("--no_such_flag=3", "Unknown command line flag 'no_such_flag'"),
+])
+def test_bad_command_lines_exit_2_with_one_line(data_dir, tmp_path, extra, message):
+    args = ["--config=configs/digits_mlp.py", f"--workdir={tmp_path / 'w'}",
+            f"--config.data_dir={data_dir}"]
+    result = subprocess.run([sys.executable, "-m", "bsgap.train", *args, extra], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "FATAL" not in result.stderr and not os.path.exists(tmp_path / "w")
+
+
+def test_a_workdir_that_is_a_file_is_refused(data_dir, tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("mine")
+    result = subprocess.run([sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
+                             f"--workdir={path}", f"--config.data_dir={data_dir}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+    assert path.read_text() == "mine"
+
+
+@pytest.mark.parametrize("body,message", [
+    ("def get_sweep(:\n", "could not be loaded: SyntaxError"),
+    ("def get_sweep():\n    raise RuntimeError('boom')\n", "get_sweep() raised RuntimeError: boom"),
+])
+def test_broken_sweep_files_exit_2_with_one_line(tmp_path, body, message):
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text(body)
+    result = subprocess.run([sys.executable, "-m", "launch.sweep", f"--sweep={sweep}",
+                             f"--root={tmp_path / 'root'}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
