@@ -7,19 +7,54 @@ Every process calls save/restore (orbax coordinates multi-host writes).
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); names the directory."""
+
+
 class Checkpointer:
     def __init__(self, workdir: str, *, max_to_keep: int = 2):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.max_to_keep = max_to_keep
+        self._open()
+
+    def _open(self) -> None:
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
         )
+
+    def restore_newest(self, abstract_state, log, set_aside: bool = True) -> tuple | None:
+        """``(step, state, meta)`` of the newest checkpoint that restores, or None when there is
+        none. A checkpoint that fails to restore (cut or damaged files) is never deleted: it is
+        renamed ``<step>.damaged`` (orbax ignores it there, and the rerun can save that step
+        again), ``log`` says which, and the previous one is tried. ``set_aside=False`` (processes
+        other than 0 of a multi-host run) only skips it."""
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(step, abstract_state)
+                return step, state, meta
+            except Exception as err:   # orbax / tensorstore / JSON errors of a damaged save
+                if not set_aside:
+                    continue
+                aside = os.path.join(self.directory, f"{step}.damaged")
+                suffix = 0
+                while os.path.exists(aside):
+                    suffix += 1
+                    aside = os.path.join(self.directory, f"{step}.damaged{suffix}")
+                self.manager.close()
+                os.rename(os.path.join(self.directory, str(step)), aside)
+                self._open()
+                log(f"the checkpoint at step {step} does not restore ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0][:200] if str(err) else ''}); kept as {aside}; "
+                    "trying the one before it")
+        return None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -27,9 +62,23 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def _failed(self, what: str, err: Exception) -> "CheckpointError":
+        try:
+            free = f"{shutil.disk_usage(self.directory).free / 2**20:,.1f} MiB free there now"
+        except OSError:
+            free = "free space unknown"
+        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        return CheckpointError(
+            f"{what} in {self.directory} failed ({type(err).__name__}: {first}; {free}). The "
+            "earlier checkpoints are left as they were: free space (or fix the directory) and "
+            "rerun the same command to resume from the newest one")
+
     def save(self, step: int, state, meta: dict) -> None:
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+        except Exception as err:
+            raise self._failed(f"saving the checkpoint at step {step}", err) from None
 
     def restore(self, step: int, abstract_state):
         """Restore ``(state, meta)``; ``abstract_state`` gives shapes, dtypes and shardings."""
@@ -38,10 +87,13 @@ class Checkpointer:
         return restored["state"], restored["meta"]
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as err:   # an asynchronous save failed
+            raise self._failed("writing a checkpoint", err) from None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()
 
 

@@ -68,6 +68,7 @@ def main(argv) -> int:
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from bsgap import parallel
+    from bsgap.checkpoint import CheckpointError
     from bsgap.data import DataError
     from bsgap.interrupt import Interrupted
     from bsgap.trainer import Trainer
@@ -83,7 +84,7 @@ def main(argv) -> int:
                                trials_loop=_TRIALS_LOOP.value, **execution).run_all()
         else:
             Trainer(_CONFIG.value, _WORKDIR.value, **execution).run()
-    except (ConfigError, DataError, WorkdirError, ValueError) as err:
+    except (ConfigError, DataError, WorkdirError, CheckpointError, ValueError) as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:   # SIGINT / SIGTERM: checkpoint saved (bsgap/interrupt.py)

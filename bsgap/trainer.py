@@ -269,11 +269,19 @@ class Trainer:
             summary_path = os.path.join(trial.workdir, logbook.SUMMARY_FILE)
             finished = (self.modes[k] == "resume" and os.path.exists(summary_path)
                         and logbook.read_json(summary_path).get("status") in logbook.FINAL_STATUSES)
-            latest = trial.checkpointer.latest_step() if self.modes[k] == "resume" else None
-            if latest is not None:
-                state, meta = trial.checkpointer.restore(latest, abstract)
+            newest = (trial.checkpointer.restore_newest(
+                abstract, lambda m, w=trial.workdir: say(f"{w}: {m}"), set_aside=self.main)
+                if self.modes[k] == "resume" else None)
+            if newest is not None:
+                latest, state, meta = newest
                 self._set_trial_state(k, state)
                 trial.host, trial.start_step = HostState(**meta), latest
+            if not finished and trial.host.status in logbook.FINAL_STATUSES:
+                # Finished (its last checkpoint says so) but summary.json is gone: rebuild it.
+                self._write_summary(trial, trial.start_step)
+                say(f"{trial.workdir}: {logbook.SUMMARY_FILE} was missing; rebuilt from the final "
+                    "checkpoint")
+                finished = True
             if finished:
                 trial.host.status = logbook.read_json(summary_path)["status"]
                 self._freeze(k)
@@ -423,11 +431,16 @@ class Trainer:
             if not trial.running:
                 self._close_trial(trial, step)
 
-    def _close_trial(self, trial: Trial, step: int) -> None:
-        trial.checkpointer.close()
+    def _write_summary(self, trial: Trial, step: int) -> dict:
         summary = run_summary(trial.host, trial.config, trial.resolved, step,
                               compile_seconds=self.compile_seconds, trials=self.num_trials)
-        trial.book.summary(summary)
+        if self.main:
+            logbook.write_json_atomic(os.path.join(trial.workdir, logbook.SUMMARY_FILE), summary)
+        return summary
+
+    def _close_trial(self, trial: Trial, step: int) -> None:
+        trial.checkpointer.close()
+        summary = self._write_summary(trial, step)
         trial.book.close()
         trial.summary = summary
         say(f"{summary['status']}: best eval accuracy {summary['best_eval_accuracy']}, "

@@ -158,3 +158,73 @@ def test_broken_sweep_files_exit_2_with_one_line(tmp_path, body, message):
                             text=True, timeout=120)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def _largest_file(directory):
+    files = [os.path.join(d, f) for d, _, names in os.walk(directory) for f in names]
+    return max(files, key=os.path.getsize)
+
+
+@pytest.mark.parametrize("damage", ["data cut in half", "meta cut"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(data_dir, finished, tmp_path,
+                                                                    capfd, damage):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "summary.json").unlink()   # killed after the last save, before the summary
+    if damage == "data cut in half":
+        path = _largest_file(run / "checkpoints" / "40" / "state")
+    else:
+        path = run / "checkpoints" / "40" / "meta" / "metadata"
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    summary = Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=20,
+                                  eval_every_steps=10, log_every_steps=5), str(run)).run()
+    err = capfd.readouterr().err
+    assert "the checkpoint at step 40 does not restore" in err, err[-3000:]
+    assert "resuming from the checkpoint at step 20" in err
+    assert (run / "checkpoints" / "40.damaged").is_dir()   # kept, never deleted
+    assert {k: v for k, v in summary.items() if k not in TIMING} == {
+        k: v for k, v in logbook.read_json(str(finished / "summary.json")).items()
+        if k not in TIMING}
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert _strip(logbook.read_jsonl(str(run / name))) == \
+            _strip(logbook.read_jsonl(str(finished / name)))
+
+
+def test_a_missing_summary_of_a_finished_run_is_rebuilt(data_dir, finished, tmp_path, capfd):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "summary.json").unlink()
+    metrics_before = (run / "metrics.jsonl").read_bytes()
+    summary = Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=20,
+                                  eval_every_steps=10, log_every_steps=5), str(run)).run()
+    assert "summary.json was missing; rebuilt from the final checkpoint" in capfd.readouterr().err
+    original = logbook.read_json(str(finished / "summary.json"))
+    assert {k: v for k, v in summary.items() if k != "compile_seconds"} == \
+        {k: v for k, v in original.items() if k != "compile_seconds"}
+    assert logbook.read_json(str(run / "summary.json")) == summary
+    assert (run / "metrics.jsonl").read_bytes() == metrics_before   # nothing was rerun
+
+
+def test_disk_full_at_a_save_is_one_paragraph_and_keeps_earlier_checkpoints(data_dir, tmp_path,
+                                                                           monkeypatch):
+    from bsgap.checkpoint import CheckpointError, Checkpointer
+
+    save = Checkpointer.save
+
+    def fill_the_disk(self, step, state, meta):
+        if step >= 20:
+            self.manager.save = lambda *a, **k: (_ for _ in ()).throw(
+                OSError(28, "No space left on device"))
+        return save(self, step, state, meta)
+
+    monkeypatch.setattr(Checkpointer, "save", fill_the_disk)
+    with pytest.raises(CheckpointError, match=r"saving the checkpoint at step 20 in .*checkpoints "
+                                              r"failed \(OSError: \[Errno 28\] No space left on "
+                                              r"device; [\d,.]+ MiB free there now\)"):
+        Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=10), str(tmp_path)).run()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]   # the earlier one intact
+    monkeypatch.undo()
+    summary = Trainer(tiny_config(data_dir, num_steps=40, checkpoint_every_steps=10),
+                      str(tmp_path)).run()   # space again: resumes from step 10
+    assert summary["status"] == "complete" and summary["steps"] == 40
