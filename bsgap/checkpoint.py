@@ -78,6 +78,10 @@ class Checkpointer:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
         except Exception as err:
+            try:   # let an earlier asynchronous save finish: it is the one to resume from
+                self.manager.wait_until_finished()
+            except Exception:
+                pass
             raise self._failed(f"saving the checkpoint at step {step}", err) from None
 
     def restore(self, step: int, abstract_state):

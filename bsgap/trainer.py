@@ -32,26 +32,20 @@ import numpy as np
 
 from bsgap import logbook, parallel, run_config, run_lock
 from bsgap.accumulation import resolve_accumulation_loop
-from bsgap.checkpoint import Checkpointer, abstract_like
+from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
-from bsgap.host_state import HostState, flush_metrics, run_summary, update_after_eval
-from bsgap.interrupt import Interrupted, stop_on_signals
+from bsgap.host_state import HostState, flush_metrics, update_after_eval
+from bsgap.interrupt import stop_on_signals
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
+from bsgap.run_records import RunRecords, say
 from bsgap.scaling import schedule_factor_fn
 from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.trials import over_trials, resolve_trials_loop, take_trial
-from bsgap.workdir import WorkdirError, check_workdir, environment, plain_config
-
-
-def say(message: str) -> None:
-    if parallel.is_main_process():
-        from tqdm import tqdm
-
-        tqdm.write(f"[bsgap] {message}", file=sys.stderr)
+from bsgap.workdir import WorkdirError, check_workdir
 
 
 def data_seed(config) -> int:
@@ -74,7 +68,7 @@ class Trial:
         return self.host.status == "running"
 
 
-class Trainer:
+class Trainer(RunRecords):
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
 
@@ -237,17 +231,6 @@ class Trainer:
         self.state = self.state.replace(alive=self.state.alive.at[k].set(False))
 
     # ----------------------------------------------------------------------------- records
-    def _write_config(self, trial: Trial):
-        if not self.main:
-            return
-        logbook.write_json_atomic(os.path.join(trial.workdir, logbook.CONFIG_FILE), {
-            "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
-            "environment": dict(environment(self.num_devices, self.num_trials),
-                                trials_loop=self.trials_loop,
-                                accumulation_loop=self.accumulation_loop,
-                                conv_gradients=self.conv_gradients),
-            "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
-
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
         totals = np.zeros((3, self.num_trials))
@@ -258,38 +241,6 @@ class Trainer:
         count = int(round(totals[2, 0]))
         return [{"loss": float(totals[0, k] / count), "accuracy": float(totals[1, k] / count),
                  "num_examples": count} for k in range(self.num_trials)]
-
-    # ----------------------------------------------------------------------------- resume
-    def _restore(self) -> None:
-        """Load every trial's latest checkpoint; finished trials are restored frozen."""
-        abstract = abstract_like(self.trial_state(0))
-        running_steps = set()
-        for k, trial in enumerate(self.trials):
-            trial.checkpointer = Checkpointer(trial.workdir, max_to_keep=trial.config.keep_checkpoints)
-            summary_path = os.path.join(trial.workdir, logbook.SUMMARY_FILE)
-            finished = (self.modes[k] == "resume" and os.path.exists(summary_path)
-                        and logbook.read_json(summary_path).get("status") in logbook.FINAL_STATUSES)
-            newest = (trial.checkpointer.restore_newest(
-                abstract, lambda m, w=trial.workdir: say(f"{w}: {m}"), set_aside=self.main)
-                if self.modes[k] == "resume" else None)
-            if newest is not None:
-                latest, state, meta = newest
-                self._set_trial_state(k, state)
-                trial.host, trial.start_step = HostState(**meta), latest
-            if not finished and trial.host.status in logbook.FINAL_STATUSES:
-                # Finished (its last checkpoint says so) but summary.json is gone: rebuild it.
-                self._write_summary(trial, trial.start_step)
-                say(f"{trial.workdir}: {logbook.SUMMARY_FILE} was missing; rebuilt from the final "
-                    "checkpoint")
-                finished = True
-            if finished:
-                trial.host.status = logbook.read_json(summary_path)["status"]
-                self._freeze(k)
-            else:
-                running_steps.add(trial.start_step)
-        if len(running_steps) > 1:
-            raise WorkdirError("the unfinished trials were checkpointed at different steps "
-                               f"{sorted(running_steps)}; run them separately to resume")
 
     # ----------------------------------------------------------------------------- run
     def run(self) -> dict:
@@ -372,17 +323,6 @@ class Trainer:
         bar.close()
         return self._finish(step)
 
-    def _interrupted(self, signum: int, step: int) -> None:
-        """Checkpoints of the running trials were just saved at ``step`` (the host state holds
-        the partial log interval): wait for them, close the logs, and stop."""
-        for trial in self.trials:
-            if trial.book is not None and trial.running:
-                trial.checkpointer.close()
-                trial.book.close()
-        stop = Interrupted(signum, step)
-        say(str(stop))
-        raise stop
-
     def _announce(self):
         c, r = self.config, self.resolved
         lay = r.layout
@@ -430,32 +370,6 @@ class Trainer:
                 trial.checkpointer.save(step, self.trial_state(k), dataclasses.asdict(trial.host))
             if not trial.running:
                 self._close_trial(trial, step)
-
-    def _write_summary(self, trial: Trial, step: int) -> dict:
-        summary = run_summary(trial.host, trial.config, trial.resolved, step,
-                              compile_seconds=self.compile_seconds, trials=self.num_trials)
-        if self.main:
-            logbook.write_json_atomic(os.path.join(trial.workdir, logbook.SUMMARY_FILE), summary)
-        return summary
-
-    def _close_trial(self, trial: Trial, step: int) -> None:
-        trial.checkpointer.close()
-        summary = self._write_summary(trial, step)
-        trial.book.close()
-        trial.summary = summary
-        say(f"{summary['status']}: best eval accuracy {summary['best_eval_accuracy']}, "
-            f"{summary['examples_per_second'] or 0:,.0f} examples/s; run in {trial.workdir}")
-
-    def _finish(self, step: int) -> list[dict]:
-        out = []
-        for trial in self.trials:
-            if trial.book is None:  # finished before this process started
-                trial.checkpointer.close()
-                out.append(logbook.read_json(os.path.join(trial.workdir, logbook.SUMMARY_FILE)))
-            else:
-                out.append(trial.summary)
-        return out
-
 
 def train(config, workdir: str) -> dict:
     return Trainer(config, workdir).run()
