@@ -87,7 +87,8 @@ def single_trial_footprint(config) -> dict:
     bytes per device (``compiled_bytes``; None where XLA gives no analysis) and the limit the
     trainer would use (``memory_limit_bytes``, else the device's; None on a CPU). With
     ``microbatch_size='auto'`` it is the footprint at the microbatch a lone trial picks. Nothing
-    is written: the trainer is built on a temporary, never-created workdir."""
+    is written: the trainer is built on a workdir in a temporary directory (created only for its
+    lock, removed after)."""
     import copy
     import os
     import tempfile
@@ -100,6 +101,7 @@ def single_trial_footprint(config) -> dict:
         trainer = Trainer(alone, os.path.join(tmp, "not-written"))
         trainer._build()
         trainer._compile()
+        trainer.release()
     return {"bytes_per_trial": trainer.step_bytes,
             "limit_bytes": alone.memory_limit_bytes or device_memory_limit(),
             "microbatch": trainer.resolved.layout.microbatch,

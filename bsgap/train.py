@@ -112,6 +112,9 @@ def _parse_flags(argv) -> list:
 
 
 def run() -> None:
+    from bsgap.parent_death import die_with_parent
+
+    die_with_parent()
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 

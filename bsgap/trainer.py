@@ -175,7 +175,9 @@ class Trainer(RunRecords):
 
     def compile(self):
         """Build the model, optimizer and initial state and compile the train step (``step_fn``);
-        ``run()`` does this itself. For benchmarks and tools that drive the step directly."""
+        ``run()`` does this itself. For benchmarks and tools that drive the step directly (the
+        workdir's lock, taken at construction, is held until ``release()`` or garbage
+        collection)."""
         self._build()
         self._compile()
         return self.step_fn
@@ -247,6 +249,11 @@ class Trainer(RunRecords):
         if self.num_trials != 1:
             raise ValueError("run() is for one trial; use run_all() for several")
         return self.run_all()[0]
+
+    def release(self) -> None:
+        """Drop the run-directory lock of a Trainer that will not ``run`` (``run_all`` drops it
+        itself); a directory it created holding nothing else is removed."""
+        self._release_locks(undo_create=True)
 
     def _release_locks(self, undo_create: bool = False) -> None:
         for lock in self._locks:

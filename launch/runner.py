@@ -120,7 +120,8 @@ class LocalRunner:
                                                           "index": trial.index, **record})
 
     def _env(self, slot: int) -> dict:
-        env = dict(os.environ, **self.slots[slot])
+        # The trial process asks for a signal when this runner dies (bsgap/parent_death.py).
+        env = dict(os.environ, **self.slots[slot], BSGAP_PARENT_PID=str(os.getpid()))
         if self.multihost:
             env["BSGAP_MULTIHOST"] = "1"
         return env
@@ -153,8 +154,7 @@ class LocalRunner:
                   f"== {command_string(argv)}\n")
         log.flush()
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=self._env(slot), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent(os.getpid()))
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return _Running(job, proc, log, log_path, slot, time.perf_counter())
 
     def _announce(self, job: grouping.Job, slot: int) -> None:
@@ -275,22 +275,6 @@ class LocalRunner:
                 signal.signal(sig, handler)
         counts["seconds"] = time.perf_counter() - start
         return counts
-
-
-def _die_with_parent(parent_pid: int):
-    """``preexec_fn`` for a trial process: on Linux it gets SIGTERM when the runner dies, even by
-    SIGKILL (``prctl(PR_SET_PDEATHSIG)``), so no orphan trial keeps running beside a rerun (the
-    run-directory lock would refuse the rerun's trial anyway). Elsewhere: a no-op."""
-    def preexec():
-        if not sys.platform.startswith("linux"):
-            return
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-        if os.getppid() != parent_pid:   # the runner died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-    return preexec
 
 
 def run_one(sweep: Sweep, trial: Trial, root: str, *, multihost: bool = False) -> int:

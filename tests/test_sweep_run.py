@@ -94,8 +94,9 @@ def test_kill_mid_sweep_then_rerun_runs_only_unfinished_trials(data_dir, tmp_pat
 
 
 def test_trials_die_with_a_killed_runner(data_dir, tmp_path):
-    """SIGKILL of the runner alone: its running trial gets SIGTERM (parent-death signal) and is
-    gone within seconds, so a rerun finds the directory free and resumes it."""
+    """SIGKILL of the runner alone: its running trial gets SIGTERM (the parent-death signal the
+    trial asks for, bsgap/parent_death.py) and is gone within seconds, so a rerun finds the
+    directory free and resumes it."""
     sweep = tmp_path / "sweep.py"
     sweep.write_text(textwrap.dedent(SWEEP.format(data_dir=data_dir)).replace(
         '"num_steps": 2000', '"num_steps": 200000'))
