@@ -40,6 +40,9 @@ import sys
 
 import pandas as pd
 
+# bsgap's reader: a torn final line is dropped, other damage raises CorruptFileError.
+from bsgap.logbook import read_jsonl as _read_jsonl
+
 CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, EVAL_FILE = (
     "config.json", "summary.json", "metrics.jsonl", "eval.jsonl")
 SWEEP_FILE = "sweep.json"
@@ -57,13 +60,6 @@ def _read_json(path: str):
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    """bsgap's reader: a torn final line is dropped; other damage raises CorruptFileError."""
-    from bsgap.logbook import read_jsonl
-
-    return read_jsonl(path)
 
 
 def find_runs(root: str) -> list[str]:

@@ -26,9 +26,9 @@ BN model, and its entry says so.
 The JSON holds every setting (`settings`), the run (`run`: directory, step, model, dataset, batch
 layout), the examples (`examples`: subset, count, hash of the indices), the train loss and accuracy
 at those parameters on those examples in the chosen bn_mode (`train_loss`, `train_accuracy`), the
-Smith & Le (2018) noise scale from the run's scaled learning rate, N, B and momentum (`smith_le`), each
-metric's library result with its seconds (`metrics`), and the Hessian-vector products used
-(`num_hvps`: per metric and `total`).
+Smith & Le (2018) noise scale from the run's scaled learning rate, N, B and momentum
+(`smith_le`), each metric's library result with its seconds (`metrics`), and the Hessian-vector
+products used (`num_hvps`: per metric and `total`).
 
 Exit status 2 with a one-paragraph message (no traceback) for a missing run or checkpoint, an
 unknown metric (the allowed names are listed), a bad option value or a batch size that does not

@@ -14,8 +14,8 @@ per lr rule (`data.smith_le_table`); adam/adamw runs have no g and are left out 
 
 metrics.jsonl is read only where it is there: from a runs.csv without run directories beside it
 the left panel is skipped with a printed note (and the right one needs config.json for N and m,
-or `num_train_examples` and `smith_le_momentum` columns). Writes noise.png, noise.pdf and noise.json; exit 2 when neither
-panel can be drawn.
+or `num_train_examples` and `smith_le_momentum` columns). Writes noise.png, noise.pdf and
+noise.json; exit 2 when neither panel can be drawn.
 """
 from __future__ import annotations
 

@@ -14,6 +14,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+def _first_line(err: Exception) -> str:
+    """``Type: first line of the message`` (orbax / tensorstore errors run to many lines)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written (disk full, permissions); names the directory."""
 
@@ -51,9 +57,8 @@ class Checkpointer:
                 self.manager.close()
                 os.rename(os.path.join(self.directory, str(step)), aside)
                 self._open()
-                log(f"the checkpoint at step {step} does not restore ({type(err).__name__}: "
-                    f"{str(err).splitlines()[0][:200] if str(err) else ''}); kept as {aside}; "
-                    "trying the one before it")
+                log(f"the checkpoint at step {step} does not restore ({_first_line(err)}); "
+                    f"kept as {aside}; trying the one before it")
         return None
 
     def latest_step(self) -> int | None:
@@ -67,9 +72,8 @@ class Checkpointer:
             free = f"{shutil.disk_usage(self.directory).free / 2**20:,.1f} MiB free there now"
         except OSError:
             free = "free space unknown"
-        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
         return CheckpointError(
-            f"{what} in {self.directory} failed ({type(err).__name__}: {first}; {free}). The "
+            f"{what} in {self.directory} failed ({_first_line(err)}; {free}). The "
             "earlier checkpoints are left as they were: free space (or fix the directory) and "
             "rerun the same command to resume from the newest one")
 

@@ -42,10 +42,11 @@ class RunRecords:
         abstract = abstract_like(self.trial_state(0))
         running_steps = set()
         for k, trial in enumerate(self.trials):
-            trial.checkpointer = Checkpointer(trial.workdir, max_to_keep=trial.config.keep_checkpoints)
+            trial.checkpointer = Checkpointer(trial.workdir,
+                                              max_to_keep=trial.config.keep_checkpoints)
             summary_path = os.path.join(trial.workdir, logbook.SUMMARY_FILE)
-            finished = (self.modes[k] == "resume" and os.path.exists(summary_path)
-                        and logbook.read_json(summary_path).get("status") in logbook.FINAL_STATUSES)
+            status = (logbook.read_json(summary_path).get("status")
+                      if self.modes[k] == "resume" and os.path.exists(summary_path) else None)
             newest = (trial.checkpointer.restore_newest(
                 abstract, lambda m, w=trial.workdir: say(f"{w}: {m}"), set_aside=self.main)
                 if self.modes[k] == "resume" else None)
@@ -53,14 +54,13 @@ class RunRecords:
                 latest, state, meta = newest
                 self._set_trial_state(k, state)
                 trial.host, trial.start_step = HostState(**meta), latest
-            if not finished and trial.host.status in logbook.FINAL_STATUSES:
+            if status not in logbook.FINAL_STATUSES and trial.host.status in logbook.FINAL_STATUSES:
                 # Finished (its last checkpoint says so) but summary.json is gone: rebuild it.
-                self._write_summary(trial, trial.start_step)
+                status = self._write_summary(trial, trial.start_step)["status"]
                 say(f"{trial.workdir}: {logbook.SUMMARY_FILE} was missing; rebuilt from the final "
                     "checkpoint")
-                finished = True
-            if finished:
-                trial.host.status = logbook.read_json(summary_path)["status"]
+            if status in logbook.FINAL_STATUSES:
+                trial.host.status = status
                 self._freeze(k)
             else:
                 running_steps.add(trial.start_step)
@@ -75,9 +75,7 @@ class RunRecords:
             if trial.book is not None and trial.running:
                 trial.checkpointer.close()
                 trial.book.close()
-        stop = Interrupted(signum, step)
-        say(str(stop))
-        raise stop
+        raise Interrupted(signum, step)   # its message is the one line bsgap.train prints
 
     def _write_summary(self, trial, step: int) -> dict:
         summary = run_summary(trial.host, trial.config, trial.resolved, step,

@@ -7,8 +7,9 @@ A ``Dataset`` gives the trainer two things, whatever the source:
     processes, in padded batches with a ``mask`` of the real examples.
 How the examples are held (``cache``):
   * in memory (``ArraySplit``), when the decoded split is small ('auto': fixed image shape and at
-    most ``CACHE_MAX_BYTES``) or ``cache='memory'``; read once through TFDS, then from a numpy copy
-    beside the TFDS files (``array_cache.py``), so later runs start without TensorFlow. With no augmentation or resizing the images
+    most ``CACHE_MAX_BYTES``) or ``cache='memory'``; read once through TFDS, then from a numpy
+    copy beside the TFDS files (``array_cache.py``), so later runs start without TensorFlow.
+    With no augmentation or resizing the images
     are scaled to float32 [0, 1] (and standardized) once at load and batches are numpy gathers
     (``TrainStream``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
     augments them. Each process holds the whole split and reads its rows of every batch.
