@@ -111,3 +111,39 @@ def microbatch_candidates(layout: BatchLayout) -> list[int]:
     of the group, largest first."""
     unit = layout.bn_group or 1
     return [d for d in reversed(_divisors(layout.per_device_batch)) if d % unit == 0]
+
+
+def bn_group_follows_layout(normalization: str, ghost_batch_size) -> bool:
+    """Whether the BN group is the microbatch (so devices and microbatch_size set it): 'batch',
+    or 'ghost' without a ghost_batch_size. Otherwise it is ghost_batch_size, whatever the layout."""
+    return normalization == "batch" or (normalization == "ghost" and ghost_batch_size is None)
+
+
+def describe_bn_group(layout: BatchLayout, normalization: str, ghost_batch_size) -> str:
+    """The launch line's words for the BN group."""
+    if layout.bn_group is None:
+        return "no BN"
+    if bn_group_follows_layout(normalization, ghost_batch_size):
+        return f"BN group {layout.bn_group} = the microbatch, set by the layout"
+    return f"BN group {layout.bn_group}, fixed by ghost_batch_size"
+
+
+def bn_group_warning(layout: BatchLayout, normalization: str, ghost_batch_size) -> str | None:
+    """A warning when the layout made the BN group smaller than the batch: the same config on
+    another device count or microbatch_size would normalize over other groups (another
+    experiment). None when the group is fixed by ghost_batch_size or is the whole batch."""
+    if layout.bn_group is None or not bn_group_follows_layout(normalization, ghost_batch_size):
+        return None
+    if layout.bn_group == layout.batch_size:
+        return None
+    causes = []
+    if layout.num_devices > 1:
+        causes.append(f"{layout.num_devices} devices")
+    if layout.accumulation_steps > 1:
+        causes.append(f"{layout.accumulation_steps} accumulation microbatches")
+    how = ("normalization='batch' normalizes over each microbatch" if normalization == "batch"
+           else "ghost_batch_size=None means the microbatch")
+    return (f"the BN group is {layout.bn_group} examples, not the batch of {layout.batch_size}, "
+            f"because of {' and '.join(causes)} ({how}); another device count or microbatch_size "
+            f"would change it, and so the experiment. Fix it with --config.normalization=ghost "
+            f"--config.ghost_batch_size={layout.bn_group}")

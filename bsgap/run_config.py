@@ -10,12 +10,48 @@ import dataclasses
 import math
 
 from bsgap import scaling
-from bsgap.layout import BatchLayout, resolve_layout
+from bsgap.layout import BatchLayout, bn_group_follows_layout, resolve_layout
 from bsgap.choices import DTYPE_NAMES, MODEL_NAMES, NORM_KINDS, OPTIMIZERS
 
 
 class ConfigError(ValueError):
     """A config field with a value that is not allowed."""
+
+
+# Fields of which a run sets one: the budget, and the step schedule's milestones (in epochs or as
+# fractions of the budget). One given on the command line (or by a sweep, whose overrides are
+# command-line flags) replaces the config file's; two given there are an error (``validate``).
+EXCLUSIVE_FIELDS = (("num_epochs", "num_examples", "num_steps"),
+                    ("schedule_milestones", "schedule_milestone_fractions"))
+
+
+def _is_set(value) -> bool:
+    return value is not None and not (isinstance(value, (tuple, list)) and not value)
+
+
+def give_command_line_precedence(config, overridden) -> list[str]:
+    """Unset the config file's member of each exclusive group whose other member ``overridden``
+    (the fields given on the command line) sets, so that ``--config.num_steps=200`` works with a
+    config file that sets ``num_epochs``. Edits ``config`` in place; returns one line per field
+    it unset (for the launch output)."""
+    notes = []
+    for group in EXCLUSIVE_FIELDS:
+        given = [f for f in group if f in overridden and _is_set(config[f])]
+        if len(given) != 1:
+            continue   # none given, or two on the command line: validate() refuses the latter
+        for other in group:
+            if other not in overridden and _is_set(config[other]):
+                notes.append(f"{given[0]}={config[given[0]]!r} from the command line replaces "
+                             f"the config file's {other}={config[other]!r}")
+                config[other] = None if group[0] == "num_epochs" else ()
+    # A normalization without ghost groups given on the command line drops the file's group size
+    # (the default's ghost_batch_size=16 would otherwise make --config.normalization=batch fail).
+    if ("normalization" in overridden and config.normalization != "ghost"
+            and "ghost_batch_size" not in overridden and config.ghost_batch_size is not None):
+        notes.append(f"normalization={config.normalization!r} from the command line drops the "
+                     f"config file's ghost_batch_size={config.ghost_batch_size!r}")
+        config.ghost_batch_size = None
+    return notes
 
 
 def _check_choice(config, field: str, choices) -> None:
@@ -76,7 +112,13 @@ def validate(config) -> None:
     budgets = [f for f in ("num_epochs", "num_examples", "num_steps") if config[f] is not None]
     if len(budgets) != 1:
         raise ConfigError("set exactly one of num_epochs / num_examples / num_steps (the others "
-                          f"None); set now: {budgets or 'none'}")
+                          f"None; one given on the command line replaces the config file's); set "
+                          f"now: {budgets or 'none'}")
+    if _is_set(config.schedule_milestones) and _is_set(config.schedule_milestone_fractions):
+        raise ConfigError("set schedule_milestones (epochs) or schedule_milestone_fractions, not "
+                          f"both (one given on the command line replaces the config file's); set "
+                          f"now: {tuple(config.schedule_milestones)} and "
+                          f"{tuple(config.schedule_milestone_fractions)}")
     if config.stop_at_target and config.target_accuracy is None:
         raise ConfigError("stop_at_target=True needs a target_accuracy")
     try:  # layout errors that need no device count (divisibility by devices is checked later)
@@ -106,6 +148,7 @@ class Resolved:
     milestone_steps: tuple
     eval_every_steps: int
     num_processes: int
+    bn_group_follows_layout: bool = False   # True: the BN group is the microbatch (layout-set)
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -158,4 +201,6 @@ def resolve(config, *, num_devices: int, num_processes: int, num_train_examples:
         steps_per_epoch=budget.steps_per_epoch, warmup_steps=warmup_steps,
         # Goyal et al. 2017: warmup starts from the unscaled lr and reaches the scaled one.
         warmup_start_factor=min(1.0, 1.0 / factor), milestone_steps=milestones,
-        eval_every_steps=eval_every, num_processes=num_processes)
+        eval_every_steps=eval_every, num_processes=num_processes,
+        bn_group_follows_layout=layout.bn_group is not None and bn_group_follows_layout(
+            config.normalization, config.ghost_batch_size))

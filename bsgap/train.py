@@ -1,5 +1,11 @@
 """CLI: python -m bsgap.train --config=configs/default.py --workdir=DIR [--config.field=value ...]
 
+``--config`` is a config file's path or a repository config's name (``--config=default``), found
+from any working directory (bsgap/config_files.py). A budget field (``num_epochs`` /
+``num_examples`` / ``num_steps``) or milestone field given with ``--config.`` replaces the config
+file's. ``--dry_run`` prints the resolved run (layout, BN group, lr, warmup, steps, evals, the
+compiled step's memory per device) and exits without creating or touching the workdir.
+
 With ``--config.trials="({...}, {...})"`` the K trials run as one compiled program and DIR is the
 root of their run directories (bsgap/trials.py); ``--trials_loop`` says how the program steps them
 (``vmap``; ``map``, a loop, which is faster on the CPU; ``auto``: map on the CPU, else vmap).
@@ -20,8 +26,15 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from bsgap.choices import ACCUMULATION_LOOPS, CONV_GRADIENTS  # noqa: E402 (no JAX import)
+from bsgap.config_files import DEFAULT_CONFIG, ConfigFileError, available_configs, \
+    resolve_config_argv  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Run config file.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", DEFAULT_CONFIG, "Run config: a file, or the name of one of the repository's configs "
+    f"({', '.join(available_configs())}). Every field is described in docs/CONFIG.md.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the resolved run (layout, BN group, lr, "
+                             "warmup, steps, eval cadence, compiled step's memory per device) and "
+                             "exit without creating or changing the workdir.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if it exists).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "Multi-host: host:port of process 0 (auto on TPU VM / SLURM).")
@@ -80,10 +93,18 @@ def main(argv) -> int:
         execution = {"accumulation_loop": _ACCUMULATION_LOOP.value,
                      "conv_gradients": _CONV_GRADIENTS.value}
         if _CONFIG.value.get("trials") is not None:
-            Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value),
-                               trials_loop=_TRIALS_LOOP.value, **execution).run_all()
+            trainer = Trainer.for_trials(expand_trials(_CONFIG.value, _WORKDIR.value),
+                                         trials_loop=_TRIALS_LOOP.value, dry_run=_DRY_RUN.value,
+                                         **execution)
         else:
-            Trainer(_CONFIG.value, _WORKDIR.value, **execution).run()
+            trainer = Trainer(_CONFIG.value, _WORKDIR.value, dry_run=_DRY_RUN.value,
+                              **execution)
+        if _DRY_RUN.value:
+            from bsgap.dry_run import describe
+
+            print(describe(trainer))
+        else:
+            trainer.run_all()
     except (ConfigError, DataError, WorkdirError, CheckpointError, ValueError) as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2
@@ -97,11 +118,18 @@ def _parse_flags(argv) -> list:
     """absl's flag parsing (the config file and its overrides included), with a misspelled field,
     a missing config file or a value of the wrong type exiting 2 with one line instead of a
     traceback or absl's FATAL (exit 1)."""
+    from bsgap.run_config import give_command_line_precedence
+
     try:
+        argv = resolve_config_argv(argv)
+        sys.argv[:] = argv   # ml_collections finds the --config.x overrides in sys.argv
         rest = flags.FLAGS(argv)
-        _CONFIG.value  # noqa: B018 (applies the --config.x overrides now)
+        config = _CONFIG.value  # applies the --config.x overrides now
+        overridden = set(config_flags.get_override_values(flags.FLAGS["config"]))
+        for note in give_command_line_precedence(config, overridden):
+            print(f"bsgap.train: {note}", file=sys.stderr)
         return rest
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError,
+    except (ConfigFileError, flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError,
             SyntaxError) as err:
         message = err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
         if isinstance(err, AttributeError) and message[:1] == message[-1:] == "'":

@@ -36,6 +36,7 @@ from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
+from bsgap.layout import bn_group_warning, describe_bn_group
 from bsgap.memory import choose_microbatch, device_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer
@@ -73,24 +74,26 @@ class Trainer(RunRecords):
     .run_all()`` for K trials in one compiled program."""
 
     def __init__(self, config, workdir: str, *, accumulation_loop: str = "auto",
-                 conv_gradients: str = "auto"):
+                 conv_gradients: str = "auto", dry_run: bool = False):
         self._setup([(config, workdir)], accumulation_loop=accumulation_loop,
-                    conv_gradients=conv_gradients)
+                    conv_gradients=conv_gradients, dry_run=dry_run)
 
     @classmethod
     def for_trials(cls, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
-                   conv_gradients: str = "auto"):
+                   conv_gradients: str = "auto", dry_run: bool = False):
         """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``.
         ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
         (bsgap/models/conv_grad.py) choose how the step computes, never what: 'auto' is the
-        measured fastest for the platform and layout."""
+        measured fastest for the platform and layout. ``dry_run``: neither lock nor create the
+        run directories (bsgap/dry_run.py describes the run; ``run_all`` is refused)."""
         trainer = cls.__new__(cls)
         trainer._setup(list(specs), trials_loop, accumulation_loop=accumulation_loop,
-                       conv_gradients=conv_gradients)
+                       conv_gradients=conv_gradients, dry_run=dry_run)
         return trainer
 
     def _setup(self, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
-               conv_gradients: str = "auto"):
+               conv_gradients: str = "auto", dry_run: bool = False):
+        self.dry_run = dry_run
         if not specs:
             raise run_config.ConfigError("no trials given")
         platform = jax.devices()[0].platform
@@ -108,7 +111,7 @@ class Trainer(RunRecords):
         # One process per run directory (process 0 locks for all): held until run_all ends.
         self._locks = []
         try:
-            if parallel.is_main_process():
+            if parallel.is_main_process() and not dry_run:
                 for w in workdirs:
                     self._locks.append(run_lock.acquire(w))
             self._setup_locked(configs, workdirs, platform, accumulation_loop)
@@ -263,6 +266,9 @@ class Trainer(RunRecords):
     def run_all(self) -> list[dict]:
         """Run every trial to its end; on SIGINT / SIGTERM stop after the current step with a
         checkpoint there and raise ``bsgap.interrupt.Interrupted``."""
+        if self.dry_run:
+            raise ValueError("this Trainer was made with dry_run=True: it describes a run, it "
+                             "does not run one")
         try:
             with stop_on_signals() as self._signals:
                 out = self._run_all()
@@ -335,9 +341,13 @@ class Trainer(RunRecords):
         lay = r.layout
         trials = f"; {self.num_trials} trials in one program" if self.num_trials > 1 else ""
         say(f"{c.model} on {c.dataset}: B={c.batch_size} = {lay.num_devices} devices x "
-            f"{lay.accumulation_steps} microbatches x {lay.microbatch} (BN group {lay.bn_group});"
+            f"{lay.accumulation_steps} microbatches x {lay.microbatch} "
+            f"({describe_bn_group(lay, c.normalization, c.ghost_batch_size)});"
             f" lr {r.scaled_learning_rate:.4g} ({c.lr_scaling}); {r.total_steps} steps "
             f"({r.epochs:.2f} epochs); compiled in {self.compile_seconds:.1f}s{trials}")
+        warning = bn_group_warning(lay, c.normalization, c.ghost_batch_size)
+        if warning:
+            say(f"warning: {warning}")
 
     def _boundary(self, fetched, step, seconds, first_interval, do_eval, do_ckpt, bar):
         """Log, evaluate, stop and checkpoint the running trials at a fetch boundary."""

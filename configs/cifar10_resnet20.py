@@ -25,7 +25,8 @@ def get_config():
     c.eval_batch_size = 1000
     c.model = "resnet20"
     c.model_kwargs = {}
-    c.normalization = "batch"
+    c.normalization = "batch"           # BN over each microbatch: the whole batch on one device
+    c.ghost_batch_size = None
     c.batch_size = 128
     c.optimizer = "momentum"
     c.momentum = 0.9

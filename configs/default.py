@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model_kwargs = ml_collections.ConfigDict({"channels": 32})
     c.normalization = "ghost"           # none | batch | ghost
     c.ghost_batch_size = placeholder(object)   # examples per BN group (None: the microbatch)
+    c.ghost_batch_size = 16             # the study's: the BN batch is 16 at every B and layout
     c.dropout_rate = 0.0
     c.dtype = "float32"                 # float32 | bfloat16 (bf16 compute, fp32 params and loss)
     # Batch layout.

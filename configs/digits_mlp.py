@@ -12,6 +12,7 @@ def get_config():
     c.model = "mlp"
     c.model_kwargs = {"hidden_sizes": (128, 128)}
     c.normalization = "none"
+    c.ghost_batch_size = None
     c.batch_size = 32
     c.reference_batch_size = 32
     c.learning_rate = 0.1

@@ -27,7 +27,8 @@ def get_config():
     c.eval_batch_size = 1000
     c.model = "keskar_c1"
     c.model_kwargs = {"width": 64, "fc_width": 384}
-    c.normalization = "batch"
+    c.normalization = "batch"           # BN over each microbatch: the whole batch on one device
+    c.ghost_batch_size = None
     c.dropout_rate = 0.5
     c.batch_size = SMALL_BATCH
     c.optimizer = "adam"

@@ -36,6 +36,7 @@ def get_config():
     c.model = "caffenet128"
     c.model_kwargs = {}
     c.normalization = "none"
+    c.ghost_batch_size = None
     c.dropout_rate = 0.5
     c.batch_size = REFERENCE_BATCH
     c.optimizer = "momentum"

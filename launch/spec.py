@@ -143,8 +143,16 @@ def load_sweep(path: str, extra_overrides: dict | None = None) -> Sweep:
 
 
 def config_path(config: str) -> str:
-    """The base config file's absolute path (relative paths are from the repository root)."""
-    return config if os.path.isabs(config) else os.path.join(REPO_ROOT, config)
+    """The base config file's absolute path (relative paths are from the repository root; a bare
+    name such as ``default`` is one of the repository's configs, as for ``bsgap.train``)."""
+    from bsgap.config_files import ConfigFileError, resolve_config_file
+
+    if os.path.isabs(config) or os.path.isfile(os.path.join(REPO_ROOT, config)):
+        return config if os.path.isabs(config) else os.path.join(REPO_ROOT, config)
+    try:
+        return resolve_config_file(config)
+    except ConfigFileError:
+        return os.path.join(REPO_ROOT, config)
 
 
 def _format_value(value) -> str:
@@ -236,6 +244,8 @@ def parse_cli_config(argv: list[str]):
     from absl import flags
     from ml_collections import config_flags
 
+    from bsgap.run_config import give_command_line_precedence
+
     config_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
     argv = ["bsgap.train", f"--config={config_file}",
             *(a for a in argv if a.startswith("--config."))]
@@ -244,9 +254,13 @@ def parse_cli_config(argv: list[str]):
                                              flag_values=flag_values, sys_argv=argv)
     try:
         flag_values(argv)
+        config = holder.value
     except Exception as err:  # noqa: BLE001 -- a field the config does not have, a bad value
         raise SweepError(str(err)) from err
-    return holder.value
+    # As bsgap.train does: a budget/milestone field given as a flag replaces the file's.
+    give_command_line_precedence(config, set(config_flags.get_override_values(
+        flag_values["config"])))
+    return config
 
 
 def expected_config(sweep: Sweep, trial: Trial) -> dict:

@@ -23,8 +23,8 @@ def load_config(path: str = "configs/default.py", **overrides):
 def tiny_config(data_dir: str, **overrides):
     """An MLP on the 8x8 digits: compiles in ~1 s, a step in ~1 ms."""
     base = dict(dataset="sklearn_digits", data_dir=data_dir, model="mlp",
-                model_kwargs={}, normalization="none", batch_size=32, num_epochs=None,
-                num_steps=20, log_every_steps=5, eval_every_steps=10,
+                model_kwargs={}, normalization="none", ghost_batch_size=None, batch_size=32,
+                num_epochs=None, num_steps=20, log_every_steps=5, eval_every_steps=10,
                 checkpoint_every_steps=10, eval_batch_size=200, tensorboard=False,
                 progress_bar=False, target_accuracy=None, learning_rate=0.1)
     base.update(overrides)
