@@ -15,6 +15,9 @@ from typing import Any
 CONFIG_FILE, METRICS_FILE, EVAL_FILE, SUMMARY_FILE = (
     "config.json", "metrics.jsonl", "eval.jsonl", "summary.json")
 FINAL_STATUSES = ("complete", "diverged", "target_reached", "early_stopped")
+TENSORBOARD_DIR = "tensorboard"
+# Record fields that are counters or labels, not curves: kept in the JSONL, not on the board.
+TENSORBOARD_COUNTERS = frozenset({"step", "epoch", "examples", "num_examples", "split"})
 
 
 def _plain(value: Any):
@@ -89,14 +92,22 @@ def truncate_jsonl(path: str, max_step: int) -> None:
 class Logbook:
     """Appends metric records to JSONL files and TensorBoard (process 0 only)."""
 
-    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True,
+                 start_step: int = 0):
+        """``start_step``: the step the run continues from (its checkpoint's; 0 for a new run or
+        one resumed before its first checkpoint). TensorBoard events after it, written by an
+        interrupted attempt, are dropped, and the new event file marks the restart."""
         self.workdir, self.enabled = workdir, enabled
         self._files: dict[str, Any] = {}
         self._tb = None
         if enabled and tensorboard:
-            from bsgap.tb_events import ScalarWriter   # no TensorFlow import
+            from bsgap.tb_events import ScalarWriter, truncate_event_files   # no TensorFlow
 
-            self._tb = ScalarWriter(os.path.join(workdir, "tensorboard"))
+            logdir = os.path.join(workdir, TENSORBOARD_DIR)
+            restarted = os.path.isdir(logdir)
+            if restarted:
+                truncate_event_files(logdir, start_step)
+            self._tb = ScalarWriter(logdir, restart_step=start_step + 1 if restarted else None)
 
     def _append(self, name: str, record: dict) -> None:
         if name not in self._files:
@@ -106,13 +117,17 @@ class Logbook:
         f.flush()
 
     def _scalars(self, prefix: str, record: dict) -> None:
-        """One event per record: every numeric field as a scalar ``prefix/key`` at its step."""
+        """One event per record: every numeric field but the counters as a scalar at its step,
+        tagged ``prefix/key`` with the key's own ``prefix_`` dropped (``train/loss``)."""
         if self._tb is None:
             return
-        values = {f"{prefix}/{key}": float(value)
-                  for key, value in ((k, _plain(v)) for k, v in record.items())
-                  if key != "step" and isinstance(value, (int, float))
-                  and not isinstance(value, bool)}
+        values = {}
+        for key, value in record.items():
+            value = _plain(value)
+            if key in TENSORBOARD_COUNTERS or isinstance(value, bool) \
+                    or not isinstance(value, (int, float)):
+                continue
+            values[f"{prefix}/{key.removeprefix(prefix + '_')}"] = float(value)
         self._tb.scalars(int(record["step"]), values)
 
     def train(self, record: dict) -> None:

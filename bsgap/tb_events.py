@@ -5,29 +5,95 @@
 with ``tensorboard.summary.writer.record_writer`` on a local file: one file per writer,
 ``events.out.tfevents.<time>.<host>.<pid>.<n>`` (TensorBoard's naming), starting with the
 ``brain.Event:2`` version record, then one event per ``scalars`` call, flushed at once.
+
+A resumed run redoes the steps after its checkpoint. ``truncate_event_files`` first drops those
+steps from the earlier event files (so every reader, not only TensorBoard's web UI, sees each step
+once), and the new writer starts with a ``SessionLog.START`` at the first redone step, the
+convention by which TensorBoard's own loaders purge what came after a restart.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import socket
+import struct
+import tempfile
 import time
 
 _COUNTER = itertools.count()
+EVENT_FILE_MARK = "tfevents"
+
+
+def read_records(path: str) -> list[bytes]:
+    """The records of a TFRecord file; a torn final record (a crash mid-write) is dropped."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    records = []
+    with open(path, "rb") as f:
+        data = f.read()
+    offset = 0
+    while offset + 12 <= len(data):
+        header = data[offset:offset + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+        end = offset + 12 + length + 4
+        if header_crc != masked_crc32c(header) or end > len(data):
+            break
+        payload = data[offset + 12:offset + 12 + length]
+        if struct.unpack("<I", data[end - 4:end])[0] != masked_crc32c(payload):
+            break
+        records.append(payload)
+        offset = end
+    return records
+
+
+def truncate_event_files(logdir: str, max_step: int) -> int:
+    """Drop the events after ``max_step`` from every event file in ``logdir`` (rewritten
+    atomically; the version record kept); returns how many events were dropped."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import masked_crc32c
+
+    if not os.path.isdir(logdir):
+        return 0
+    dropped = 0
+    for name in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, name)
+        if EVENT_FILE_MARK not in name or not os.path.isfile(path):
+            continue
+        records = read_records(path)
+        events = [event_pb2.Event.FromString(r) for r in records]
+        kept = [r for r, e in zip(records, events) if e.step <= max_step or e.file_version]
+        torn = os.path.getsize(path) != sum(len(r) + 16 for r in records)
+        if len(kept) == len(records) and not torn:
+            continue
+        dropped += len(records) - len(kept)
+        fd, tmp = tempfile.mkstemp(dir=logdir, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            for r in kept:
+                header = struct.pack("<Q", len(r))
+                f.write(header + struct.pack("<I", masked_crc32c(header)) + r
+                        + struct.pack("<I", masked_crc32c(r)))
+        os.replace(tmp, path)
+    return dropped
 
 
 class ScalarWriter:
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, *, restart_step: int | None = None):
+        """``restart_step``: the first step a resumed run redoes (a SessionLog.START there)."""
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         os.makedirs(logdir, exist_ok=True)
         self._event_pb2 = event_pb2
-        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+        name = (f"events.out.{EVENT_FILE_MARK}.{int(time.time()):010d}.{socket.gethostname()}."
                 f"{os.getpid()}.{next(_COUNTER)}")
         self.path = os.path.join(logdir, name)
         self._writer = RecordWriter(open(self.path, "ab"))
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if restart_step is not None:
+            self._write(event_pb2.Event(
+                wall_time=time.time(), step=int(restart_step),
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
     def _write(self, event) -> None:
         self._writer.write(event.SerializeToString())

@@ -299,7 +299,7 @@ class Trainer(RunRecords):
                     logbook.truncate_jsonl(os.path.join(trial.workdir, name), step)
             self._write_config(trial)
             trial.book = logbook.Logbook(trial.workdir, enabled=self.main,
-                                         tensorboard=c.tensorboard)
+                                         tensorboard=c.tensorboard, start_step=step)
         self._announce()
         streams = [self.data.train_stream(c.batch_size, data_seed(t.config), jax.process_index(),
                                           jax.process_count())

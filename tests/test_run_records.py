@@ -3,6 +3,7 @@ steady-state examples/s and train_seconds (evaluation and checkpoints excluded),
 scalars, data_seed vs seed, and a bf16 training run (fp32 parameters, optimizer state and loss)."""
 import glob
 import os
+import shutil
 import time
 
 import jax
@@ -100,10 +101,65 @@ def test_tensorboard_scalars_equal_the_jsonl_records(data_dir, tmp_path):
 
     metrics = logbook.read_jsonl(str(tmp_path / "metrics.jsonl"))
     evals = logbook.read_jsonl(str(tmp_path / "eval.jsonl"))
-    for key in ("train_loss", "train_accuracy", "learning_rate"):
-        assert scalars(f"train/{key}") == pytest.approx({r["step"]: r[key] for r in metrics})
+    for key, tag in (("train_loss", "loss"), ("train_accuracy", "accuracy"),
+                     ("learning_rate", "learning_rate")):
+        assert scalars(f"train/{tag}") == pytest.approx({r["step"]: r[key] for r in metrics})
     for key in ("accuracy", "loss"):
         assert scalars(f"test/{key}") == pytest.approx({r["step"]: r[key] for r in evals})
+    # Tidy tags: no repeated prefix, no counters.
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/grad_norm", "train/examples_per_second"} <= tags
+    assert not tags & {"train/train_loss", "train/epoch", "train/examples", "test/num_examples",
+                       "test/examples"}, tags
+
+
+def _raw_scalar_steps(logdir):
+    """(tag, step) of every scalar in every event file, in file order: what a reader without
+    TensorBoard's restart purge (tensorboard --inspect, pandas exports) sees."""
+    from tensorboard.compat.proto import event_pb2
+
+    from bsgap.tb_events import read_records
+
+    seen = []
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        for record in read_records(path):
+            event = event_pb2.Event.FromString(record)
+            seen += [(v.tag, event.step) for v in event.summary.value]
+    return seen
+
+
+def test_tensorboard_after_a_resume_holds_each_step_once(data_dir, tmp_path):
+    """An attempt that logged to step 20 and lost its step-20 checkpoint resumes at 10 and redoes
+    11-20: the event files then hold each (tag, step) once, in order, with the resumed values,
+    read by TensorBoard's EventMultiplexer and by a plain record reader."""
+    from tensorboard.backend.event_processing import event_multiplexer
+
+    config = tiny_config(data_dir, num_steps=20, log_every_steps=5, eval_every_steps=10,
+                         checkpoint_every_steps=10, tensorboard=True)
+    Trainer(config, str(tmp_path)).run()
+    shutil.rmtree(tmp_path / "checkpoints" / "20")
+    (tmp_path / "summary.json").unlink()
+    first_attempt = {r["step"]: r["train_loss"]
+                     for r in logbook.read_jsonl(str(tmp_path / "metrics.jsonl"))}
+    Trainer(config, str(tmp_path)).run()
+    metrics = logbook.read_jsonl(str(tmp_path / "metrics.jsonl"))
+    assert [r["step"] for r in metrics] == [5, 10, 15, 20]
+    assert {r["step"]: r["train_loss"] for r in metrics} == pytest.approx(first_attempt)
+
+    logdir = str(tmp_path / "tensorboard")
+    assert len(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))) == 2
+    raw = _raw_scalar_steps(logdir)
+    assert len(raw) == len(set(raw)), raw
+    by_tag = {}
+    for tag, step in raw:
+        by_tag.setdefault(tag, []).append(step)
+    assert by_tag["train/loss"] == [5, 10, 15, 20] and by_tag["test/accuracy"] == [10, 20]
+    multiplexer = event_multiplexer.EventMultiplexer(size_guidance={"scalars": 0})
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    (run,) = multiplexer.Runs()
+    loss = {e.step: e.value for e in multiplexer.Scalars(run, "train/loss")}
+    assert loss == pytest.approx({r["step"]: r["train_loss"] for r in metrics})
 
 
 def _first_step_loss(workdir):
