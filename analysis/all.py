@@ -32,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sweep directory or a runs.csv written by analysis.collect")
     parser.add_argument("--out_dir", required=True, help="directory for the figures and report")
     report.add_arguments(parser)
+    cli.add_where(parser)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         target = parse_targets(args.target)
-        sweep = load_sweep(args.root)
+        sweep = load_sweep(args.root, args.where)
     except FigureError as err:
         return cli.fail(PROG, err)
+    cli.print_notes(sweep)
     os.makedirs(args.out_dir, exist_ok=True)
     if sweep.source == "directory":
         sweep.runs.to_csv(os.path.join(args.out_dir, "runs.csv"), index=False)

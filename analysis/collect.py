@@ -8,7 +8,12 @@ One row per run directory (any directory holding ``config.json``), from its file
 * the resolved config: ``batch_size``, ``lr_scaling``, ``learning_rate`` (the scaled lr the run
   used), ``base_learning_rate`` and ``reference_batch_size``, ``ghost_batch_size`` (the BN group
   the layout resolved to), ``num_devices``, ``per_device_batch``, ``microbatch``,
-  ``accumulation_steps``, ``num_processes``, ``seed``, ``optimizer``, ``model``, ``dataset``;
+  ``accumulation_steps``, ``num_processes``, ``seed``, ``optimizer``, ``model``, ``dataset``,
+  ``normalization``, ``budget`` (the budget field the config set, e.g. ``num_epochs=20``, with
+  `` regime_adaptation`` when set), ``trials_in_program`` (trials compiled into one program with
+  it: such trials share one examples/s), and ``config_id`` (a digest of the config with the
+  fields that do not change results left out: two run directories with one ``config_id`` are the
+  same run, e.g. one copied under two roots);
 * the result: ``status`` (a summary status, or ``incomplete`` without a summary),
   ``best_eval_accuracy``, ``final_eval_accuracy``, ``steps``, ``examples``,
   ``examples_per_second`` (steady state, from the summary), ``train_seconds``;
@@ -33,6 +38,7 @@ trial of that batch size reached the target, with that trial's learning rate
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -129,6 +135,28 @@ def _sweep_axes(run_dir: str, root: str, cache: dict) -> tuple[str | None, dict]
     return None, {}
 
 
+# Config fields that say where a run read its data or how it reported, not what it computed.
+NOT_IDENTITY = ("data_dir", "manual_dir", "download", "progress_bar", "tensorboard",
+                "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
+
+
+def config_id(config: dict) -> str | None:
+    """A short digest of the run's config without the NOT_IDENTITY fields (None without one)."""
+    if not config:
+        return None
+    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def budget_text(config: dict) -> str | None:
+    """``num_epochs=20`` (the budget field a config set), `` regime_adaptation`` when on."""
+    fields = [f"{f}={config[f]:g}" for f in ("num_epochs", "num_examples", "num_steps")
+              if isinstance(config.get(f), (int, float))]
+    if not fields:
+        return None
+    return " ".join(fields) + (" regime_adaptation" if config.get("regime_adaptation") else "")
+
+
 def run_row(run_dir: str, root: str, targets=(), sweep_cache: dict | None = None) -> dict:
     """One table row for one run directory (module doc lists the columns)."""
     stored = _read_json(os.path.join(run_dir, CONFIG_FILE)) or {}
@@ -168,6 +196,10 @@ def run_row(run_dir: str, root: str, targets=(), sweep_cache: dict | None = None
         "optimizer": config.get("optimizer"),
         "model": config.get("model"),
         "dataset": config.get("dataset"),
+        "normalization": config.get("normalization"),
+        "budget": budget_text(config),
+        "trials_in_program": stored.get("environment", {}).get("trials_in_program", 1),
+        "config_id": config_id(config),
         "total_steps": resolved.get("total_steps"),
         "steps": summary.get("steps", last_step),
         "examples": summary.get("examples", last_step * (batch_size or 0)),

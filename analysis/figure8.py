@@ -22,6 +22,7 @@ from analysis.figures import cli, data, plotting
 from analysis.figures.sweep import FigureError, Sweep
 
 PROG = "analysis.figure8"
+FEW_SEEDS = 3   # up to this many seeds per point: draw the seeds, not mean ± std bars
 REFERENCE_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
                              "mishkin2017_fig8.csv")
 
@@ -61,8 +62,17 @@ def plot(numbers: dict, source: str):
         rows = table[(table["rule"] == rule) & (table["n"] > 0)].sort_values("batch_size")
         style = plotting.rule_style(rule, i)
         tuned = " (lr tuned per B)" if (rows["learning_rates_tried"] > 1).any() else ""
-        ax.errorbar(rows["batch_size"], rows["mean"], yerr=rows["std"].fillna(0.0), marker="o",
-                    capsize=3, color=style["color"], label=style["label"] + tuned)
+        if rows["n"].max() <= FEW_SEEDS:
+            # Few seeds: every seed's value, and the mean as a line (a std of 2-3 values says
+            # little and its bars can run past accuracy 1).
+            ax.plot(rows["batch_size"], rows["mean"], marker="_", ms=10, color=style["color"],
+                    label=style["label"] + tuned + " (mean; dots: seeds)")
+            for _, row in rows.iterrows():
+                ax.plot([row["batch_size"]] * len(row["values"]), row["values"], ls="none",
+                        marker="o", ms=3.5, alpha=0.7, color=style["color"])
+        else:
+            ax.errorbar(rows["batch_size"], rows["mean"], yerr=rows["std"].fillna(0.0),
+                        marker="o", capsize=3, color=style["color"], label=style["label"] + tuned)
     if reference is not None:
         for i, (rule, rows) in enumerate(reference.groupby("lr_scaling", sort=False)):
             style = plotting.rule_style(rule, i)
@@ -82,8 +92,8 @@ def plot(numbers: dict, source: str):
     ax.legend(fontsize=8)
     n = table.loc[table["n"] > 0, "n"]
     seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
-    plotting.finish(fig, "Accuracy vs batch size per learning-rate rule "
-                         f"(mean ± std over seeds, n = {seeds})",
+    spread = "mean and each seed" if n.max() <= FEW_SEEDS else "mean ± std over seeds"
+    plotting.finish(fig, f"Accuracy vs batch size per learning-rate rule ({spread}, n = {seeds})",
                     f"source: {source}")
     return fig
 
@@ -116,7 +126,9 @@ def make(sweep: Sweep, metric: str = "final", reference: str = "auto") -> plotti
                      "best mean accuracy is plotted (column learning_rate)")
     result = plotting.FigureResult(
         "figure8", "Top-1 accuracy vs batch size (Mishkin et al. 2017, Fig. 8)",
-        plot(numbers, sweep.describe()), numbers, tables={"accuracy by rule and batch size": table},
+        plot(numbers, sweep.describe()), numbers,
+        # The report's table: `rule` is lr_scaling with None as 'none'; the seeds are in min/max.
+        tables={"accuracy by rule and batch size": table.drop(columns=["lr_scaling", "values"])},
         headlines=headlines(table), notes=notes)
     if numbers["reference"] is not None:
         result.tables["Mishkin et al. 2017, Fig. 8 (published)"] = numbers["reference"]

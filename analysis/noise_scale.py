@@ -91,7 +91,8 @@ def compute(sweep: Sweep, metric: str = "final") -> dict:
                      f"{len(sweep.runs)} runs; they are left out of it")
     if without:
         notes.append(f"B_simple over training: {without} run(s) logged no b_simple (it needs >= 2 "
-                     "devices or accumulation microbatches)")
+                     "devices or accumulation microbatches: --config.microbatch_size=B/2 or "
+                     "smaller gives it on one device)")
     if smith.empty:
         notes.append("accuracy vs the noise scale: no finished run with a known number of "
                      "training examples and momentum (config.json not available, or adam/adamw)")
@@ -123,8 +124,10 @@ def plot(numbers: dict, source: str):
     curves, smith = numbers["b_simple_curves"], numbers["smith_le"]
     colors = plotting.batch_colors(list(curves["batch_size"]) + list(smith["batch_size"]))
     if curves.empty:
-        plotting.message_axis(left, "no B_simple logged\n(metrics.jsonl absent, or runs on one "
-                                    "device without microbatches)")
+        plotting.message_axis(left, "no B_simple logged. The trainer logs it when a step has\n"
+                                    ">= 2 microbatches: run on >= 2 devices, or set\n"
+                                    "--config.microbatch_size to B/2 or smaller (the BN group\n"
+                                    "stays fixed with normalization='ghost' + ghost_batch_size)")
     else:
         for batch, group in curves.groupby("batch_size", sort=True):
             group = group.sort_values("step")

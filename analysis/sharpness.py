@@ -139,6 +139,12 @@ def _interpolation_panel(ax, curve: dict | None, summary: dict | None) -> None:
     ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper center")
 
 
+def _count_range(n) -> str:
+    low, high = int(n.min()), int(n.max())
+    runs = f"{low}" if low == high else f"{low}–{high}"
+    return f"{runs} run{'' if high == 1 else 's'}"
+
+
 def plot(numbers: dict, source: str):
     fig, axes = plotting.new_figure(ncols=3, width=4.6, height=4.2)
     table = numbers["table"]
@@ -152,7 +158,7 @@ def plot(numbers: dict, source: str):
     axes[0, 2].set_title("small-batch ↔ large-batch line", fontsize=9)
     n = table["n"]
     plotting.finish(fig, "Sharpness of the solutions vs batch size"
-                    + (f" (mean ± std over {n.min()}–{n.max()} run(s) per B)" if len(n) else ""),
+                    + (f" (mean ± std over {_count_range(n)} per B)" if len(n) else ""),
                     f"source: {source}")
     return fig
 

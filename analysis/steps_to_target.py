@@ -60,6 +60,11 @@ def _shade(ax, regimes: dict | None, lo: float, hi: float) -> None:
             ax.axvspan(x0, x1, color=REGIME_COLORS[name], alpha=0.08, label=f"regime: {name}")
 
 
+def _loo_text(fit: dict) -> str:
+    loo = fit.get("b_crit_leave_one_out")
+    return f" (leave one B out: {loo[0]:.3g}–{loo[1]:.3g})" if loo else ""
+
+
 def plot(numbers: dict, source: str):
     table, fit, regimes = numbers["table"], numbers["critical_batch"], numbers["regimes"]
     reached = table[table["steps_to_target"].notna()].sort_values("batch_size")
@@ -79,7 +84,8 @@ def plot(numbers: dict, source: str):
         if fit.get("b_crit"):
             ax.plot(grid, fitted(fit, grid), color="tab:purple", ls="--", lw=1.2,
                     label="fit: S = S_min (1 + B_crit / B)")
-            ax.axvline(fit["b_crit"], color="tab:purple", lw=0.8, alpha=0.6)
+            ax.axvline(fit["b_crit"], color="tab:purple", lw=0.8, alpha=0.6,
+                       label=f"B_crit ≈ {fit['b_crit']:.3g}" + _loo_text(fit))
         ax.plot(reached["batch_size"], reached[column], "o-", color="tab:blue",
                 label="best trial per B")
         if len(missing):
@@ -91,8 +97,9 @@ def plot(numbers: dict, source: str):
         ax.set_ylabel(label)
     axes[0, 0].legend(fontsize=7, loc="upper right")
     if fit.get("b_crit"):
-        text = (f"B_crit = E_min / S_min ≈ {fit['b_crit']:.4g}\nS_min ≈ {fit['s_min']:.4g} steps"
-                f"\nE_min ≈ {fit['e_min']:.4g} examples")
+        text = (f"B_crit = E_min / S_min ≈ {fit['b_crit']:.4g}{_loo_text(fit)}\n"
+                f"S_min ≈ {fit['s_min']:.4g} steps\nE_min ≈ {fit['e_min']:.4g} examples\n"
+                f"fit over {fit['n_points']} batch sizes")
         if fit["at_bound"]:
             text += "\n(at the search bound: not identified)"
     else:
@@ -115,7 +122,8 @@ def headlines(numbers: dict) -> list[str]:
         lines.append(f"critical batch size B_crit ≈ {fit['b_crit']:.4g} (S_min ≈ {fit['s_min']:.4g} "
                      f"steps, E_min ≈ {fit['e_min']:.4g} examples; least squares on log S over "
                      f"{fit['n_points']} batch sizes, rms log residual "
-                     f"{fit['rms_log_residual']:.3g})"
+                     f"{fit['rms_log_residual']:.3g}"
+                     + (f"; {_loo_text(fit).strip(' ()')}" if _loo_text(fit) else "") + ")"
                      + (" -- at the search bound, not identified by these batch sizes"
                         if fit["at_bound"] else ""))
     else:

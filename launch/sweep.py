@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     counts = {}
     for state in states:
         counts[state.kind] = counts.get(state.kind, 0) + 1
-    print(f"sweep {args.sweep}: {len(trials)} trial(s) in {root} ("
+    selected = (f"{len(trials)} of {len(all_trials)} trials (--only)"
+                if len(trials) != len(all_trials) else f"{len(trials)} trial(s)")
+    print(f"sweep {args.sweep}: {selected} in {root} ("
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")", flush=True)
 
     if args.runner == "slurm":

@@ -125,3 +125,30 @@ def test_bad_command_lines_exit_2_before_any_work(tmp_path):
     assert missing.returncode == 2 and "--config=nosuch: no such file" in missing.stderr
     assert "goyal_resnet50" in missing.stderr and "Traceback" not in missing.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_every_config_field_is_described_and_docs_stand_alone():
+    import re
+
+    page = open(os.path.join(ROOT, "docs", "CONFIG.md")).read()
+    described = set(re.findall(r"`([a-z_0-9]+)`", page))
+    missing = [field for field in load_config().keys() if field not in described]
+    assert missing == [], f"docs/CONFIG.md does not describe {missing}"
+    for doc in ("README.md", "launch/README.md", "docs/DESIGN.md"):
+        assert "../shared" not in open(os.path.join(ROOT, doc)).read(), doc
+
+
+def test_accelerator_extras_pin_the_same_jax():
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    (base,) = [d for d in project["dependencies"] if d.startswith("jax>")]
+    pins = base.removeprefix("jax")
+    extras = project["optional-dependencies"]
+    assert {name: extras[name] for name in ("cuda12", "cuda13", "tpu")} == {
+        "cuda12": [f"jax[cuda12]{pins}"], "cuda13": [f"jax[cuda13]{pins}"],
+        "tpu": [f"jax[tpu]{pins}"]}
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    for name in ("cuda12", "tpu"):
+        assert f'pip install -e ".[dev,{name}]"' in readme, name

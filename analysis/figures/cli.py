@@ -30,6 +30,19 @@ def add_common(parser: argparse.ArgumentParser, out_help: str) -> None:
                         help="a sweep directory (run directories under it) or a runs.csv "
                              "written by analysis.collect")
     parser.add_argument("--out", required=True, help=out_help)
+    add_where(parser)
+
+
+def add_where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                        help="only the runs whose runs-table column FIELD equals VALUE "
+                             "(repeatable): one experiment of a root that holds several, e.g. "
+                             "--where model=cnn1d --where dataset=mnist1d/small")
+
+
+def print_notes(sweep) -> None:
+    for note in sweep.notes:
+        print(f"note: {note}")
 
 
 def add_target(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +74,15 @@ def main(prog: str, doc: str, add_arguments: Callable, make: Callable,
                        "beside it)")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("root", "out")}
+    options = {k: v for k, v in vars(args).items() if k not in ("root", "out", "where")}
     try:
         if "target" in options:
             options["target"] = parse_targets(options["target"])
-        sweep = load_sweep(args.root)
+        sweep = load_sweep(args.root, args.where)
         result = make(sweep, **options)
     except FigureError as err:
         return fail(prog, err)
+    print_notes(sweep)
     paths = plotting.save(result, args.out)
     print_result(result, paths)
     plotting.close(result)

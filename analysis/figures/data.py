@@ -74,7 +74,8 @@ def figure8_table(runs: pd.DataFrame, metric: str = "final") -> pd.DataFrame:
     mean is kept -- the lr tuned per batch size -- with `learning_rates_tried` > 1 (filter the
     table first to draw one line per base lr).
 
-    Columns: rule, lr_scaling, batch_size, learning_rate, mean, std, n, diverged, incomplete,
+    Columns: rule, lr_scaling, batch_size, learning_rate, mean, std, min, max, values (the
+    seeds' accuracies at that learning rate, sorted), n, diverged, incomplete,
     learning_rates_tried.
     """
     column = METRICS[metric]
@@ -88,7 +89,8 @@ def figure8_table(runs: pd.DataFrame, metric: str = "final") -> pd.DataFrame:
             per_lr.append((values.mean(), -float(lr), float(lr), values))
         row = {"rule": rule, "lr_scaling": group["lr_scaling"].iloc[0],
                "batch_size": int(batch), "learning_rate": math.nan, "mean": math.nan,
-               "std": math.nan, "n": 0, "diverged": int((group["status"] == "diverged").sum()),
+               "std": math.nan, "min": math.nan, "max": math.nan, "values": [], "n": 0,
+               "diverged": int((group["status"] == "diverged").sum()),
                "incomplete": int((group["status"] == "incomplete").sum()),
                "learning_rates_tried": len(per_lr)}
         if per_lr:
@@ -96,11 +98,12 @@ def figure8_table(runs: pd.DataFrame, metric: str = "final") -> pd.DataFrame:
             mean, _, lr, values = max(per_lr, key=lambda t: (t[0], t[1]))
             row.update(learning_rate=lr, mean=float(mean),
                        std=float(values.std(ddof=1)) if len(values) > 1 else math.nan,
-                       n=int(len(values)))
+                       min=float(values.min()), max=float(values.max()),
+                       values=sorted(float(v) for v in values), n=int(len(values)))
         rows.append(row)
     return pd.DataFrame(rows, columns=["rule", "lr_scaling", "batch_size", "learning_rate",
-                                       "mean", "std", "n", "diverged", "incomplete",
-                                       "learning_rates_tried"])
+                                       "mean", "std", "min", "max", "values", "n", "diverged",
+                                       "incomplete", "learning_rates_tried"])
 
 
 def is_mishkin_sweep(runs: pd.DataFrame) -> bool:
@@ -151,7 +154,7 @@ def _profile_log_s_min(log_b: np.ndarray, log_s: np.ndarray, log_b_crit: float):
     return log_s_min, float(np.sum(residual ** 2))
 
 
-def fit_critical_batch(batch_sizes, steps) -> dict:
+def fit_critical_batch(batch_sizes, steps, leave_one_out: bool = True) -> dict:
     """McCandlish et al. (2018, eq. 2.11): (S/S_min - 1)(E/E_min - 1) = 1 with E = B S gives
     S(B) = S_min (1 + B_crit / B) and E(B) = E_min (1 + B / B_crit), B_crit = E_min / S_min.
 
@@ -163,7 +166,10 @@ def fit_critical_batch(batch_sizes, steps) -> dict:
     falling, or never fell).
 
     Returns {'s_min', 'b_crit', 'e_min', 'rms_log_residual', 'n_points', 'at_bound',
-    'batch_sizes', 'steps'}; None values and a 'reason' with fewer than 2 points.
+    'batch_sizes', 'steps', 'b_crit_leave_one_out'}; None values and a 'reason' with fewer than
+    2 points. ``b_crit_leave_one_out`` is [lowest, highest] B_crit over the fits that leave out
+    one batch size each (with >= 3 batch sizes; None otherwise): with a handful of points, how
+    much the estimate rests on any one of them.
     """
     from scipy.optimize import minimize_scalar
 
@@ -193,7 +199,12 @@ def fit_critical_batch(batch_sizes, steps) -> dict:
     b_crit, s_min = math.exp(log_b_crit), math.exp(log_s_min)
     result.update(s_min=s_min, b_crit=b_crit, e_min=s_min * b_crit,
                   rms_log_residual=math.sqrt(sse / len(b)),
-                  at_bound=bool(k == 0 or k == len(grid) - 1))
+                  at_bound=bool(k == 0 or k == len(grid) - 1), b_crit_leave_one_out=None)
+    if leave_one_out and len(np.unique(b)) >= 3:
+        others = [fit_critical_batch(np.delete(b, i), np.delete(s, i),
+                                     leave_one_out=False)["b_crit"] for i in range(len(b))]
+        others = [x for x in others if x is not None]
+        result["b_crit_leave_one_out"] = [min(others), max(others)] if others else None
     return result
 
 

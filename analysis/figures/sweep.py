@@ -12,6 +12,11 @@
 
 Everything is read from run directories (or their table); nothing is recomputed from checkpoints.
 
+One figure is one experiment: runs that differ in ``model``, ``dataset``, ``normalization`` or
+``budget`` are refused (FigureError lists the groups) unless ``--where field=value`` picks one;
+run directories with the same ``config_id`` (one run found twice, e.g. copied under two roots)
+count once, with a note. A runs.csv written before these columns existed is not checked.
+
 Target accuracy (`choose_target`): by default the runs' own `target_accuracy` (the trainer's
 measurement: `steps_to_target`, `examples_to_target`, `seconds_to_target`); `--target=0.9,0.8`
 tries the given targets in that order. For a target that is not a run's own, steps and examples
@@ -67,6 +72,10 @@ def read_jsonl(path: str) -> list[dict] | None:
     return records
 
 
+# Columns that make runs different experiments (not points of one figure).
+EXPERIMENT_COLUMNS = ("model", "dataset", "normalization", "budget")
+
+
 @dataclasses.dataclass
 class Sweep:
     """The runs table plus access to each run's own files (when they can be found)."""
@@ -75,6 +84,7 @@ class Sweep:
     source: str                    # 'directory' or 'csv'
     runs: pd.DataFrame             # analysis.collect's table (one row per run)
     files_dir: str | None          # where run directories live (None: table only)
+    notes: list = dataclasses.field(default_factory=list)   # what loading dropped or picked
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def run_dir(self, run: str) -> str | None:
@@ -131,8 +141,78 @@ class Sweep:
         return f"{self.root} ({len(self.runs)} run directories)"
 
 
-def load_sweep(root: str) -> Sweep:
-    """A sweep directory or a runs.csv (module doc). FigureError when there is no run."""
+def _cell(value) -> str:
+    return "None" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else str(value)
+
+
+def _select(runs: pd.DataFrame, where: list[str], root: str) -> pd.DataFrame:
+    """The rows whose column equals the value of each ``field=value`` (compared as text, or as
+    numbers when both parse)."""
+    for condition in where:
+        field, eq, value = condition.partition("=")
+        if not eq or not field:
+            raise FigureError(f"--where={condition!r} must be FIELD=VALUE (e.g. model=cnn1d)")
+        if field not in runs.columns:
+            raise FigureError(f"--where={condition}: the runs table has no column {field!r}; "
+                              f"columns: {', '.join(map(str, runs.columns))}")
+
+        def matches(cell, value=value):
+            try:
+                return math.isclose(float(cell), float(value))
+            except (TypeError, ValueError):
+                return _cell(cell) == value
+        kept = runs[runs[field].map(matches)]
+        if kept.empty:
+            values = sorted({_cell(v) for v in runs[field]})
+            raise FigureError(f"--where={condition}: no run of {root} has it; {field} is one of "
+                              f"{values}")
+        runs = kept
+    return runs
+
+
+def _one_experiment(runs: pd.DataFrame, root: str, notes: list) -> pd.DataFrame:
+    """Drop repeated runs (same config_id); refuse runs of different experiments."""
+    if "config_id" in runs.columns:
+        ids = runs["config_id"]
+        repeated = runs[ids.notna() & ids.duplicated(keep="first")]
+        if len(repeated):
+            first = {}
+            for i, r in zip(ids, runs["run"]):
+                first.setdefault(i, r)
+            one = len(repeated) == 1
+            notes.append(f"{len(repeated)} run director{'y repeats' if one else 'ies repeat'} "
+                         "another's config (the same run found twice) and counts once: "
+                         + "; ".join(f"{r} = {first[i]}" for i, r in
+                                     zip(repeated["config_id"], repeated["run"])))
+            runs = runs.drop(index=repeated.index)
+    columns = [c for c in EXPERIMENT_COLUMNS if c in runs.columns]
+    if not columns:
+        return runs
+    groups = runs.groupby([runs[c].map(_cell) for c in columns], sort=True)
+    if groups.ngroups > 1:
+        listed = [f"{len(g)} run(s) with " + ", ".join(f"{c}={v}" for c, v in zip(columns, key))
+                  + f" (e.g. {g['run'].iloc[0]})" for key, g in groups]
+        varying = [c for c in columns if runs[c].map(_cell).nunique() > 1]
+        raise FigureError(
+            f"{root} holds runs of {groups.ngroups} different experiments (they differ in "
+            f"{', '.join(varying)}): " + "; ".join(listed) + ". One figure would merge them; "
+            f"pick one with --where {varying[0]}=VALUE, or point --root at one sweep")
+    return runs
+
+
+def load_sweep(root: str, where: list[str] | None = None) -> Sweep:
+    """A sweep directory or a runs.csv (module doc), one experiment of it (``where``: a list of
+    ``field=value``). FigureError when there is no run or the runs are several experiments."""
+    sweep = _load(root)
+    runs = _select(sweep.runs, list(where or ()), root)
+    if where:
+        sweep.notes.append(f"runs with {' and '.join(where)}: {len(runs)} of {len(sweep.runs)}")
+    sweep.runs = _one_experiment(runs, root, sweep.notes).reset_index(drop=True)
+    return sweep
+
+
+def _load(root: str) -> Sweep:
     if os.path.isdir(root):
         runs = collect.collect(root)
         if runs.empty:
