@@ -31,7 +31,8 @@ def describe(trainer) -> str:
         f"{r.num_eval_examples:,} eval examples, {r.num_classes} classes)",
         f"  run directories: " + ", ".join(f"{t.workdir} ({mode})" for t, mode in
                                            zip(trainer.trials, trainer.modes)),
-        f"  layout: B={c.batch_size} = {lay.num_devices} devices x {lay.accumulation_steps} "
+        f"  layout: B={c.batch_size} = {lay.num_devices} device{'s' if lay.num_devices != 1 else ''}"
+        f" x {lay.accumulation_steps} "
         f"accumulation steps x microbatch {lay.microbatch} ({r.num_processes} process(es))",
         f"  BN: {describe_bn_group(lay, c.normalization, c.ghost_batch_size)} "
         f"(normalization={c.normalization!r})",

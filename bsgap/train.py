@@ -77,6 +77,8 @@ def main(argv) -> int:
     except ConfigError as err:
         print(f"bsgap.train: error: {err}", file=sys.stderr)
         return 2
+    if not _DRY_RUN.value and not _multihost_launch() and _all_finished():
+        return 0
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
@@ -112,6 +114,32 @@ def main(argv) -> int:
         print(f"bsgap.train: {stop}", file=sys.stderr)
         return stop.exit_code
     return 0
+
+
+def _multihost_launch() -> bool:
+    """What ``bsgap.parallel.initialize_distributed`` treats as multi-host (without JAX): there,
+    every process must reach the same decision, which the trainer takes on process 0."""
+    return bool(_COORDINATOR.value or (_NUM_PROCESSES.value or 0) > 1
+                or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+                or os.environ.get("TPU_WORKER_HOSTNAMES")
+                or os.environ.get("BSGAP_MULTIHOST") == "1")
+
+
+def _all_finished() -> bool:
+    """Every run directory already holds this config finished: say so in one line each, before
+    the seconds of importing JAX and loading data."""
+    from bsgap.trials import expand_trials
+    from bsgap.workdir import finished_summary
+
+    specs = (expand_trials(_CONFIG.value, _WORKDIR.value)
+             if _CONFIG.value.get("trials") is not None else [(_CONFIG.value, _WORKDIR.value)])
+    summaries = [finished_summary(workdir, config) for config, workdir in specs]
+    if not specs or any(s is None for s in summaries):
+        return False
+    for (_, workdir), summary in zip(specs, summaries):
+        print(f"bsgap.train: {workdir} already finished (status {summary['status']}, best eval "
+              f"accuracy {summary.get('best_eval_accuracy')}); nothing to do", file=sys.stderr)
+    return True
 
 
 def _parse_flags(argv) -> list:

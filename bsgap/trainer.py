@@ -306,8 +306,10 @@ class Trainer(RunRecords):
                    for t in (self.trials[:1] if self.shared_data else self.trials)]
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=step, unit="step", file=sys.stderr,
+        # leave=False: the closing summary line replaces the bar (left, it was printed twice).
+        bar = tqdm(total=total, initial=step, unit="step", file=sys.stderr, leave=False,
                    disable=not (c.progress_bar and self.main), dynamic_ncols=True)
+        self._postfix = {}   # the bar's latest train loss/accuracy/examples/s and eval accuracy
         pending, first_interval = [], True
         t_last = time.perf_counter()
         while step < total and any(t.running for t in self.trials):
@@ -340,7 +342,8 @@ class Trainer(RunRecords):
         c, r = self.config, self.resolved
         lay = r.layout
         trials = f"; {self.num_trials} trials in one program" if self.num_trials > 1 else ""
-        say(f"{c.model} on {c.dataset}: B={c.batch_size} = {lay.num_devices} devices x "
+        devices = f"{lay.num_devices} device{'s' if lay.num_devices != 1 else ''}"
+        say(f"{c.model} on {c.dataset}: B={c.batch_size} = {devices} x "
             f"{lay.accumulation_steps} microbatches x {lay.microbatch} "
             f"({describe_bn_group(lay, c.normalization, c.ghost_batch_size)});"
             f" lr {r.scaled_learning_rate:.4g} ({c.lr_scaling}); {r.total_steps} steps "
@@ -362,9 +365,10 @@ class Trainer(RunRecords):
             if record is not None:
                 trial.book.train(record)
                 if k == 0:
-                    bar.set_postfix(loss=f"{record['train_loss']:.4f}",
-                                    acc=f"{record['train_accuracy']:.3f}",
-                                    ex_s=f"{record['examples_per_second'] or 0:,.0f}")
+                    self._postfix.update(loss=f"{record['train_loss']:.4f}",
+                                         acc=f"{record['train_accuracy']:.3f}",
+                                         ex_s=f"{record['examples_per_second'] or 0:,.0f}")
+                    bar.set_postfix(self._postfix, refresh=False)
             if trial.host.status == "diverged":
                 say(f"{trial.workdir}: non-finite loss at step {trial.host.diverged_at_step}: "
                     "diverged")
@@ -376,8 +380,8 @@ class Trainer(RunRecords):
                                  "split": c.eval_split, **results[k]})
                 update_after_eval(trial.host, trial.config, step, results[k])
             if live:
-                bar.set_postfix_str(f"eval acc {results[live[0][0]]['accuracy']:.4f}",
-                                    refresh=True)
+                self._postfix["eval_acc"] = f"{results[live[0][0]]['accuracy']:.4f}"
+                bar.set_postfix(self._postfix, refresh=True)
         for k, trial in running:
             if step == total and trial.running:
                 trial.host.status = "complete"

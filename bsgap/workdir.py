@@ -64,3 +64,19 @@ def environment(num_devices: int, trials_in_program: int = 1) -> dict:
             "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
             "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
             "python": platform.python_version(), "trials_in_program": trials_in_program}
+
+
+def finished_summary(workdir: str, config) -> dict | None:
+    """The summary of a run that ``workdir`` holds *finished* with this same config (a final
+    status in summary.json), else None: the CLI's quick "nothing to do" without JAX."""
+    summary_path = os.path.join(workdir, logbook.SUMMARY_FILE)
+    if not os.path.isfile(summary_path) or not os.path.isfile(
+            os.path.join(workdir, logbook.CONFIG_FILE)):
+        return None
+    try:
+        if check_workdir(workdir, config) != "resume":
+            return None
+        summary = logbook.read_json(summary_path)
+    except (WorkdirError, OSError, ValueError):
+        return None   # the full path reports it
+    return summary if summary.get("status") in logbook.FINAL_STATUSES else None

@@ -108,7 +108,7 @@ def test_dry_run_from_another_directory_writes_nothing(data_dir, tmp_path):
     # 4,000 examples / 128 = 31.25 steps per epoch: evals at 31, 62, 93 and the last step.
     assert "budget: 100 steps = 3.2 epochs = 12,800 examples" in out
     assert "evaluation: every 31 steps" in out and "4 evals" in out
-    assert "B=128 = 1 devices x 4 accumulation steps x microbatch 32" in out
+    assert "B=128 = 1 device x 4 accumulation steps x microbatch 32" in out
     assert "BN group 32 = the microbatch, set by the layout" in out
     assert "warning: the BN group is 32 examples, not the batch of 128" in out
     assert "learning rate: 0.05 at B=128, rule 'none' x1 = 0.05" in out
