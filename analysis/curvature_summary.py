@@ -49,8 +49,11 @@ def _density(m: dict, settings: dict):
 def _eps(m: dict, settings: dict):
     for v in m["values"]:
         converged = v.get("converged")
+        values = [s["value"] - v["loss"] for s in v.get("searches", [])]
+        spread = (1 - min(values) / max(values)) if values and max(values) > 0 else 0.0
         detail = (f"{v.get('method', '?')}, {v.get('num_iters', '?')} iters, "
-                  f"{_g(100 * v.get('edge_fraction', float('nan')), 3)}% of coords at the edge")
+                  f"{_g(100 * v.get('edge_fraction', float('nan')), 3)}% of coords at the edge, "
+                  f"{len(values)} searches within {_g(100 * spread, 2)}%")
         warn = None if converged is not False else (
             f"eps_sharpness eps={v['epsilon']:g}: the best search stopped at the limit of "
             f"{v['max_iters']} iterations (--eps_max_iters): a lower bound, maybe a loose one")
