@@ -22,8 +22,8 @@ halved; it stops on its own when an accepted step raises the best f by less than
 sharpness so far, or the step size falls below 1e-3 rho, and at the limit after `max_steps`
 gradient steps (then `converged=False`). `num_steps=N` runs exactly N fixed-size steps, as before.
 Either way the result is the local maximum reached from SAM's start, a lower bound on the ball's
-maximum: on that MLP at rho = 0.2 the ascent converges to 0.00244 while projected ascent from random
-points on the sphere reaches 0.0062.
+maximum: on the float64 MLP of tests/test_curvature_mlp64.py at rho = 0.2 the ascent converges to
+0.00244 (one step: 0.00032) while projected ascent from random points on the sphere reaches 0.0062.
 """
 from __future__ import annotations
 
