@@ -23,6 +23,17 @@ example count is rounded down to one. `noise_scale` needs per-example gradients,
 statistics of one example cannot give: it is always measured with running averages ('eval') on a
 BN model, and its entry says so.
 
+On the terminal: a table of every value measured with how it converged (stdout, before the JSON
+path, which stays the last line) and one `analysis.curvature: warning:` line on stderr for every
+value that did not converge (an eigenvalue or trace estimate stopped at its cap, an
+eps-sharpness search or SAM ascent stopped at its iteration limit, a noise scale measured on a
+sample whose size is not >> B_simple). The same warnings are the JSON's `warnings`, and each
+metric's convergence its `converged` entry (analysis/curvature_summary.py).
+
+The noise scale is measured on a sample of n of the split's N examples: its entry has the raw
+B_simple and the bias-corrected `b_simple_unbiased` (|G|^2 over n examples is too high by
+(1 - n/N) tr(Sigma) / n in expectation; bsgap/curvature/noise.py), and the same for B_noise.
+
 The JSON holds every setting (`settings`), the run (`run`: directory, step, model, dataset, batch
 layout), the examples (`examples`: subset, count, hash of the indices), the train loss and accuracy
 at those parameters on those examples in the chosen bn_mode (`train_loss`, `train_accuracy`), the
@@ -45,7 +56,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from analysis import _common  # noqa: E402
+from analysis import _common, curvature_summary  # noqa: E402
 from analysis._common import CliError  # noqa: E402
 
 PROG = "analysis.curvature"
@@ -91,10 +102,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--eps", default="1e-3,5e-4", help="comma-separated box sizes epsilon")
     g.add_argument("--eps_subspace_dim", type=int, default=0,
                    help="random subspace dimension p (0: the full space, A = I)")
-    g.add_argument("--eps_max_iters", type=int, default=10, help="L-BFGS-B iterations")
+    g.add_argument("--eps_max_iters", type=int, default=50,
+                   help="iterations of each search (sign-gradient ascents and L-BFGS-B)")
+    g.add_argument("--eps_starts", type=int, default=4,
+                   help="sign-gradient ascent starts (the box corner + random points)")
     g = parser.add_argument_group("sam (Foret et al. 2021 rho-sharpness)")
     g.add_argument("--sam_rho", default="0.05", help="comma-separated radii rho")
-    g.add_argument("--sam_steps", type=int, default=1, help="projected ascent steps")
+    g.add_argument("--sam_steps", type=int, default=0,
+                   help="fixed number of projected ascent steps (0: ascend until the gain per "
+                        "step is below --sam_tol x the sharpness, at most --sam_max_steps)")
+    g.add_argument("--sam_tol", type=float, default=1e-3, help="relative gain per step to stop at")
+    g.add_argument("--sam_max_steps", type=int, default=100, help="ascent step cap (--sam_steps=0)")
     g = parser.add_argument_group("noise_scale (McCandlish et al. 2018, exact per-example)")
     g.add_argument("--noise_chunk_size", type=int, default=32,
                    help="per-example gradients held at once")
@@ -128,19 +146,22 @@ def validate(args: argparse.Namespace) -> tuple[list[str], list[float], list[flo
                      "eig_max_iters": args.eig_max_iters,
                      "trace_max_probes": args.trace_max_probes,
                      "density_steps": args.density_steps, "density_probes": args.density_probes,
-                     "eps_max_iters": args.eps_max_iters, "sam_steps": args.sam_steps,
+                     "eps_max_iters": args.eps_max_iters, "eps_starts": args.eps_starts,
+                     "sam_max_steps": args.sam_max_steps,
                      "noise_chunk_size": args.noise_chunk_size}
     for name, value in positive_ints.items():
         if value < 1:
             raise CliError(f"--{name}={value} must be an integer >= 1")
     for name, value in {"num_examples": args.num_examples,
                         "eps_subspace_dim": args.eps_subspace_dim,
+                        "sam_steps": args.sam_steps,
                         "b_noise_probes": args.b_noise_probes}.items():
         if value < 0:
             raise CliError(f"--{name}={value} must be an integer >= 0")
     if args.step is not None and args.step < 0:
         raise CliError(f"--step={args.step} must be >= 0")
-    for name, value in {"eig_tol": args.eig_tol, "trace_tol": args.trace_tol}.items():
+    for name, value in {"eig_tol": args.eig_tol, "trace_tol": args.trace_tol,
+                        "sam_tol": args.sam_tol}.items():
         if not (math.isfinite(value) and value > 0):
             raise CliError(f"--{name}={value} must be a finite number > 0")
     if args.eig_method == "lanczos" and args.eig_max_iters < args.k:
@@ -339,14 +360,16 @@ def measure(args: argparse.Namespace) -> str:
                     result["values"].append(curvature.eps_sharpness(
                         loss_fn, params, batches, epsilon=eps,
                         subspace_dim=args.eps_subspace_dim or None,
-                        max_iters=args.eps_max_iters, seed=args.seed, **kw).to_json())
+                        max_iters=args.eps_max_iters, num_starts=args.eps_starts,
+                        seed=args.seed, **kw).to_json())
         elif name == "sam":
             result = {"result": "SamSharpnessList", "values": []}
             for rho in rhos:
-                with progress.bar(f"{name} rho={rho:g}", args.sam_steps, "grad", "grad"):
+                with progress.bar(f"{name} rho={rho:g}", args.sam_steps or args.sam_max_steps,
+                                  "grad", "grad"):
                     result["values"].append(curvature.sam_sharpness(
-                        loss_fn, params, batches, rho=rho, num_steps=args.sam_steps,
-                        **kw).to_json())
+                        loss_fn, params, batches, rho=rho, num_steps=args.sam_steps or None,
+                        tol=args.sam_tol, max_steps=args.sam_max_steps, **kw).to_json())
         else:  # noise_scale: per-example gradients, running averages on a BN model
             noise_loss = loss_fn
             if train_bn:
@@ -358,6 +381,8 @@ def measure(args: argparse.Namespace) -> str:
                     noise_loss, params, batches, with_b_noise=args.b_noise_probes > 0,
                     b_noise_probes=args.b_noise_probes or None,
                     chunk_size=args.noise_chunk_size, seed=args.seed,
+                    population_size=max(int(examples["num_available"]),
+                                        int(examples["num_examples"])),
                     bn_mode="eval" if bn else None).to_json()
             if train_bn:
                 result["note"] = ("per-example gradients need running-average BN: measured "
@@ -367,6 +392,7 @@ def measure(args: argparse.Namespace) -> str:
         record["num_hvps"][name] = int(result.get("num_hvps", 0))
         record["num_hvps"]["total"] = sum(v for k, v in record["num_hvps"].items()
                                           if k != "total")
+        _, record["warnings"], record["converged"] = curvature_summary.summarize(record)
         _common.write_json(path, record)
     if "density" in record["metrics"]:
         plot_density(png_path, record["metrics"]["density"], record["metrics"].get("top_eigs"),
@@ -380,12 +406,25 @@ def measure(args: argparse.Namespace) -> str:
     return path
 
 
+def report(path: str) -> None:
+    """The table of every value (stdout) and a warning per unconverged one (stderr)."""
+    import json
+
+    with open(path) as f:
+        record = json.load(f)
+    rows, warnings, _ = curvature_summary.summarize(record)
+    print(curvature_summary.format_table(rows))
+    for warning in warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         path = measure(args)
     except CliError as err:
         return _common.fail(PROG, err)
+    report(path)
     print(path)
     return 0
 

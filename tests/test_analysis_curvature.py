@@ -85,13 +85,15 @@ def read(path):
         return json.load(f)
 
 
-def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(runs, tmp_path):
+def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(runs, tmp_path,
+                                                                                 capsys):
     n, size = 600, 200
     args = ["--run", runs["sb"], "--num_examples", str(n), "--batch_size", str(size), "--k=2",
             "--trace_max_probes=40", "--density_steps=25", "--eps=1e-3", "--sam_rho=0.05",
-            "--progress=0"]
+            "--sam_steps=1", "--progress=0"]
     assert curvature_cli.main(args) == 0
     path = os.path.join(runs["sb"], "analysis", "curvature_20.json")
+    printed = capsys.readouterr()
     out = read(path)
     assert out["complete"] and out["bn_mode"] == "eval"
     assert out["settings"]["num_examples"] == n and out["settings"]["batch_size"] == size
@@ -135,7 +137,7 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
                                             rel=1e-5)
     # eps-sharpness: Keskar's ratio of the losses it reports, f(x) by hand, a point in the box.
     eps = metrics["eps_sharpness"]["values"][0]
-    assert eps["epsilon"] == 1e-3 and eps["subspace_dim"] is None and eps["max_iters"] == 10
+    assert eps["epsilon"] == 1e-3 and eps["subspace_dim"] is None and eps["max_iters"] == 50
     assert eps["loss"] == pytest.approx(float(f(flat)), rel=1e-5)
     assert eps["max_loss"] >= eps["loss"] and 0 < eps["box_fraction"] <= 1 + 1e-9
     assert eps["sharpness"] == pytest.approx(
@@ -149,6 +151,25 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
     noise = metrics["noise_scale"]
     assert noise["trace_cov"] == pytest.approx(trace_cov, rel=1e-4)
     assert noise["b_simple"] == pytest.approx(trace_cov / grad_sq, rel=1e-3)
+    # ... and corrected for a sample of n = 600 of the split's N examples.
+    big_n = out["examples"]["num_available"]
+    assert noise["population_size"] == big_n > n
+    corrected = grad_sq - (1 - n / big_n) * trace_cov / n
+    assert noise["b_simple_unbiased"] == pytest.approx(trace_cov / corrected, rel=1e-3)
+    assert noise["small_sample"] == (n < 10 * max(noise["b_simple"], noise["b_simple_unbiased"]))
+    # The terminal table (every value, then the path last) and a warning per unconverged value.
+    lines = printed.out.strip().splitlines()
+    assert lines[-1] == path and lines[0].split()[:3] == ["quantity", "value", "converged"]
+    table = "\n".join(lines[:-1])
+    for quantity in ("top-2 eigenvalues", "Hessian trace", "eps-sharpness eps=0.001 (%)",
+                     "SAM sharpness rho=0.05", "B_simple (raw)", "B_simple (bias-corrected)"):
+        assert quantity in table
+    assert f"{trace['trace']:.5g}" in table and f"{noise['b_simple']:.5g}" in table
+    assert out["converged"]["trace"] == trace["converged"]
+    assert out["converged"]["top_eigs"] == metrics["top_eigs"]["converged"]
+    assert ("trace did not converge" in printed.err) == (not trace["converged"])
+    assert ("trace did not converge" in " ".join(out["warnings"])) == (not trace["converged"])
+    assert printed.err.count("analysis.curvature: warning:") == len(out["warnings"])
     # Smith & Le from the run's lr, N, B and momentum 0.9; the HVP bookkeeping.
     assert out["smith_le"]["momentum"] == 0.9
     assert out["smith_le"]["noise_scale"] == pytest.approx(0.1 * (1437 / 32 - 1) / (1 - 0.9))

@@ -50,6 +50,8 @@ class TopEigenvalues(_JsonMixin):
     residuals: relative residual ||H y_i - theta_i y_i|| / |theta_i| of each returned pair, the
       convergence criterion (<= tol): H has an eigenvalue within residual * |theta_i| of theta_i.
     num_hvps: Hessian-vector products of the full (all-batches) loss that were used.
+    guard, min_steps: Lanczos's stopping rule (None for 'power'): the top k + guard Ritz values
+      converged, after at least min_steps steps.
     """
 
     eigenvalues: np.ndarray
@@ -59,6 +61,8 @@ class TopEigenvalues(_JsonMixin):
     tol: float
     residuals: np.ndarray
     bn_mode: str | None = None
+    guard: int | None = None
+    min_steps: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +105,12 @@ class EpsSharpness(_JsonMixin):
 
     sharpness: the percentage. max_loss: best f(x + A y) found (a lower bound on the true max).
     box_fraction: max_i |y_i| / bound_i of the maximizer (<= 1: it lies in C_eps).
+    edge_fraction: the share of the maximizer's coordinates at the box edge (|y_i| = bound_i).
     subspace_dim: None for the full space (A = I), else p (A is n x p).
+    method, num_iters, converged: the search that found max_loss ('sign_ascent' or 'lbfgsb'), its
+      iterations, and whether it stopped on its own (True) or at max_iters (False).
+    searches: every search's method, start, value, num_iters, num_evals, converged, message and
+      edge_fraction, best first. num_loss_evals: full-dataset evaluations of all of them.
     """
 
     sharpness: float
@@ -114,11 +123,22 @@ class EpsSharpness(_JsonMixin):
     box_fraction: float
     init: str
     bn_mode: str | None = None
+    edge_fraction: float = float("nan")
+    num_iters: int = 0
+    converged: bool = False
+    method: str = ""
+    num_starts: int = 0
+    searches: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
 class SamSharpness(_JsonMixin):
-    """SAM-style rho-sharpness max_{||e|| <= rho} f(x + e) - f(x) (Foret et al. 2021, eq. 1-2)."""
+    """SAM-style rho-sharpness max_{||e|| <= rho} f(x + e) - f(x) (Foret et al. 2021, eq. 1-2).
+
+    num_steps: the ascent steps used. converged: the ascent stopped on its own (gain per step below
+    tol x sharpness, or no ascent direction); False at max_steps and for a fixed num_steps.
+    tol, max_steps: the stopping rule (None for a fixed num_steps).
+    """
 
     sharpness: float
     max_loss: float
@@ -127,6 +147,9 @@ class SamSharpness(_JsonMixin):
     num_steps: int
     grad_norm: float
     bn_mode: str | None = None
+    converged: bool = False
+    tol: float | None = None
+    max_steps: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +162,11 @@ class GradientNoise(_JsonMixin):
     b_noise: tr(H Sigma) / (G^T H G) when requested (else None); trace_hess_cov and
       grad_hess_grad are its numerator and denominator; b_noise_method is 'exact' or 'hutchinson'
       and trace_hess_cov_stderr the Hutchinson standard error (0 for exact).
+    population_size: N, the dataset the examples were drawn from (None: infinite).
+    grad_norm_sq_unbiased, b_simple_unbiased, grad_hess_grad_unbiased, b_noise_unbiased: the
+      values corrected for a sample of n of N examples (E|G_n|^2 = |G_N|^2 + (1 - n/N) tr Sigma / n;
+      bsgap/curvature/noise.py); NaN where the corrected denominator is <= 0.
+    small_sample: n is not >> B_simple on a proper subsample (the raw values biased >= 10%).
     """
 
     trace_cov: float
@@ -152,6 +180,12 @@ class GradientNoise(_JsonMixin):
     b_noise_method: str | None = None
     num_hvps: int = 0
     bn_mode: str | None = None
+    population_size: int | None = None
+    grad_norm_sq_unbiased: float = float("nan")
+    b_simple_unbiased: float = float("nan")
+    grad_hess_grad_unbiased: float | None = None
+    b_noise_unbiased: float | None = None
+    small_sample: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
