@@ -77,7 +77,16 @@ def read_run_config(workdir: str) -> dict:
     if not os.path.isdir(workdir):
         raise CliError(f"run directory {workdir} does not exist")
     if not os.path.exists(path):
-        raise CliError(f"{workdir} is not a bsgap run directory (no {logbook.CONFIG_FILE})")
+        runs = sorted(os.path.relpath(d, workdir) for d, _, files in os.walk(workdir)
+                      if logbook.CONFIG_FILE in files)
+        hint = ""
+        if runs:
+            shown = ", ".join(os.path.join(workdir, r) for r in runs[:3])
+            hint = (f"; it holds {len(runs)} run director{'y' if len(runs) == 1 else 'ies'} (a "
+                    f"sweep root?): pass one of them, e.g. {shown}"
+                    + (", ..." if len(runs) > 3 else ""))
+        raise CliError(f"{workdir} is not a bsgap run directory (no {logbook.CONFIG_FILE})"
+                       + hint)
     return logbook.read_json(path)
 
 

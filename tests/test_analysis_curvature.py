@@ -227,6 +227,11 @@ def test_curvature_errors_exit_2_with_one_paragraph(runs, tmp_path, capsys):
         assert err.count("\n") == 1
     assert curvature_cli.main(["--run", str(tmp_path)]) == 2
     assert "is not a bsgap run directory" in capsys.readouterr().err
+    # A sweep root: the message names its run directories.
+    sweep_root = os.path.dirname(runs["sb"])
+    assert curvature_cli.main(["--run", sweep_root]) == 2
+    err = capsys.readouterr().err
+    assert "(a sweep root?): pass one of them, e.g. " in err and runs["sb"] in err, err
     # End to end through the interpreter: exit status 2 and no traceback.
     proc = subprocess.run([sys.executable, "-m", "analysis.curvature", "--run", runs["sb"],
                            "--metrics=hessian"], cwd=ROOT, capture_output=True, text=True)
