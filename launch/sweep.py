@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, SweepError) as err:
         print(f"launch.sweep: error: {err}", file=sys.stderr)
         return 2
-    runner.write_plan(sweep, all_trials, root)
+    runner.write_plan(sweep, all_trials, root, multihost=args.multihost)
     result = local.run()
     print(f"sweep done in {result['seconds']:.1f} s: {result['total']} trial(s), "
           f"{result['skipped']} skipped (finished before), {result['ran']} run, "
