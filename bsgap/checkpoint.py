@@ -36,13 +36,15 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
         )
 
-    def restore_newest(self, abstract_state, log, set_aside: bool = True) -> tuple | None:
+    def restore_newest(self, abstract_state, log, set_aside: bool = True,
+                       steps: list[int] | None = None) -> tuple | None:
         """``(step, state, meta)`` of the newest checkpoint that restores, or None when there is
         none. A checkpoint that fails to restore (cut or damaged files) is never deleted: it is
         renamed ``<step>.damaged`` (orbax ignores it there, and the rerun can save that step
         again), ``log`` says which, and the previous one is tried. ``set_aside=False`` (processes
-        other than 0 of a multi-host run) only skips it."""
-        for step in sorted(self.all_steps(), reverse=True):
+        other than 0 of a multi-host run) only skips it. ``steps``: the checkpoints to try (default:
+        those this process sees; a multi-host run passes process 0's list to every process)."""
+        for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
             try:
                 state, meta = self.restore(step, abstract_state)
                 return step, state, meta

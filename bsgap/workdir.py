@@ -54,6 +54,17 @@ def check_workdir(workdir: str, config) -> str:
     return "resume"
 
 
+def workdir_state(workdir: str, config) -> dict:
+    """``{'mode': check_workdir(...), 'summary': summary.json of a finished run, else None}``:
+    what the trainer's process 0 decides for every process (bsgap/agreement.py)."""
+    mode = check_workdir(workdir, config)
+    path = os.path.join(workdir, logbook.SUMMARY_FILE)
+    summary = logbook.read_json(path) if mode == "resume" and os.path.exists(path) else None
+    if summary is not None and summary.get("status") not in logbook.FINAL_STATUSES:
+        summary = None
+    return {"mode": mode, "summary": summary}
+
+
 def environment(num_devices: int, trials_in_program: int = 1) -> dict:
     """Where a run ran: devices, platform and library versions (config.json's 'environment')."""
     import flax
