@@ -46,7 +46,7 @@ from bsgap.scaling import schedule_factor_fn
 from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.trials import over_trials, resolve_trials_loop, take_trial
-from bsgap.workdir import WorkdirError, workdir_state
+from bsgap.workdir import WorkdirError, refuse_url_workdir, workdir_state
 
 
 def data_seed(config) -> int:
@@ -103,6 +103,8 @@ class Trainer(RunRecords):
             run_config.validate(config)
         configs = [c for c, _ in specs]
         check_shareable(configs)
+        for _, w in specs:
+            refuse_url_workdir(w)
         workdirs = [os.path.abspath(w) for _, w in specs]
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")

@@ -11,6 +11,7 @@ import os
 import platform
 
 from bsgap import logbook
+from bsgap.bucket_paths import MOUNTS_ENV, is_url
 
 
 class WorkdirError(RuntimeError):
@@ -31,6 +32,17 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} in the run vs {b!r} now")
     return out
+
+
+def refuse_url_workdir(workdir: str) -> None:
+    """A gs:// (or other URL) run directory: refused, naming what to do instead."""
+    if is_url(workdir):
+        raise WorkdirError(
+            f"workdir {workdir} is a URL; a run directory must be a local or mounted path (bsgap "
+            "appends to its logs and locks it, which Cloud Storage objects do not allow). Mount "
+            "the bucket with gcsfuse (launch/tpu_vm.sh install does) and pass the mounted path; "
+            f"with {MOUNTS_ENV}=MOUNT=gs://BUCKET[/PREFIX] the checkpoints still go straight to "
+            "the bucket (bsgap/bucket_paths.py)")
 
 
 def check_workdir(workdir: str, config) -> str:

@@ -41,7 +41,10 @@ GROUP_LOGS_DIR = "groups"
 
 
 def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
-    """Whether a TFDS dataset looks prepared (a dataset_info.json under data_dir/name/...)."""
+    """Whether a TFDS dataset looks prepared (a dataset_info.json under data_dir/name/...). A
+    gs:// data dir is not looked into (TFDS reads it; a missing dataset is the trial's error)."""
+    if "://" in (data_dir or os.environ.get("TFDS_DATA_DIR") or ""):
+        return True
     base = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR")
                               or "~/tensorflow_datasets")
     for directory, _, files in os.walk(os.path.join(base, *dataset.split("/"))):

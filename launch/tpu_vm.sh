@@ -24,6 +24,9 @@
 #   SPOT=1           spot capacity
 #   PYTHON_VERSION   Python for the workers' virtual environment, default 3.11
 #   SWEEP_NAME       runs go to $MOUNT/runs/$SWEEP_NAME (default: the sweep file's name)
+#   DATA_DIR         the trials' TFDS data_dir, default $MOUNT/tensorflow_datasets (the bucket's
+#                    tensorflow_datasets/ through the mount); $BUCKET/tensorflow_datasets reads
+#                    it from Cloud Storage directly
 #   LINES            lines per worker for `logs` (default 40)
 #   DRY_RUN=1        print every gcloud command instead of running it
 # See launch/README.md for a walk-through.
@@ -111,8 +114,14 @@ sweep_command() {
   shift
   local name cmd arg
   name=${SWEEP_NAME:-$(basename "$sweep" .py)}
-  cmd="cd $REMOTE_REPO && $VENV/bin/python -m launch.sweep --sweep=$(printf '%q' "$sweep")"
-  cmd+=" --root=$MOUNT/runs/$name --multihost --set=data_dir=$MOUNT/tensorflow_datasets"
+  # Checkpoints go straight to the bucket, not through the mount (bsgap/bucket_paths.py).
+  local mounts=""
+  if [[ -n "${BUCKET:-}" ]]; then
+    mounts="BSGAP_GCS_MOUNTS=$(printf '%q' "$MOUNT=$BUCKET") "
+  fi
+  cmd="cd $REMOTE_REPO && $mounts$VENV/bin/python -m launch.sweep --sweep=$(printf '%q' "$sweep")"
+  cmd+=" --root=$MOUNT/runs/$name --multihost"
+  cmd+=" --set=data_dir=$(printf '%q' "${DATA_DIR:-$MOUNT/tensorflow_datasets}")"
   for arg in "$@"; do
     cmd+=" $(printf '%q' "$arg")"
   done
@@ -154,7 +163,7 @@ status_command() {
 
 cmd=${1:-}
 if [[ -z "$cmd" ]]; then
-  sed -n '2,29p' "$0" >&2
+  sed -n '2,32p' "$0" >&2
   exit 2
 fi
 shift
@@ -235,7 +244,7 @@ case "$cmd" in
     ;;
   *)
     echo "tpu_vm.sh: unknown command '$cmd'" >&2
-    sed -n '2,29p' "$0" >&2
+    sed -n '2,32p' "$0" >&2
     exit 2
     ;;
 esac

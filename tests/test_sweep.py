@@ -325,7 +325,8 @@ def test_tpu_vm_script_commands():
     (sweep,) = _dry("launch/tpu_vm.sh", "sweep", "configs/sweeps/embedded_bs_lr.py",
                     "--only=bs16-*", **TPU)
     assert sweep[:-1] == ssh + ["--worker=all"]
-    assert "setsid nohup bash -c cd\\ \\$HOME/bsgap\\ \\&\\&\\ \\$HOME/bsgap-venv/bin/python\\ -m\\ " \
+    assert "setsid nohup bash -c cd\\ \\$HOME/bsgap\\ \\&\\&\\ " \
+        "BSGAP_GCS_MOUNTS=/mnt/bsgap=gs://my-bucket/bsgap\\ \\$HOME/bsgap-venv/bin/python\\ -m\\ " \
         "launch.sweep\\ --sweep=configs/sweeps/embedded_bs_lr.py\\ " \
         "--root=/mnt/bsgap/runs/embedded_bs_lr\\ --multihost\\ " \
         "--set=data_dir=/mnt/bsgap/tensorflow_datasets\\ --only=bs16-\\\\\\*" in sweep[-1]

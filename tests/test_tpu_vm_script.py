@@ -33,7 +33,7 @@ exit 0
 """
 FAKE_CURL = "#!/bin/bash\necho \"$FAKE_WORKER\"\n"
 FAKE_PYTHON = r"""#!/bin/bash
-echo "python $* BSGAP_WORKER_ID=$BSGAP_WORKER_ID"
+echo "python $* BSGAP_WORKER_ID=$BSGAP_WORKER_ID BSGAP_GCS_MOUNTS=$BSGAP_GCS_MOUNTS"
 touch "$HOME/started"
 sleep 30 &
 trap 'echo "got SIGTERM"; kill $!; exit 143' TERM
@@ -56,7 +56,7 @@ def fake_tpu(tmp_path):
         (venv / "python").chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "me"),
            "FAKE_ROOT": str(tmp_path), "TPU_NAME": "bsgap-v4", "ZONE": "us-central2-b",
-           "SWEEP_NAME": "bs_lr"}
+           "SWEEP_NAME": "bs_lr", "BUCKET": "gs://my-bucket/bsgap"}
 
     def script(*args, **extra):
         result = subprocess.run(["bash", os.path.join(ROOT, "launch/tpu_vm.sh"), *args],
@@ -100,7 +100,8 @@ def test_sweep_runs_detached_with_logs_status_and_stop(fake_tpu):
         assert logs[header + 2] == (
             "python -m launch.sweep --sweep=configs/sweeps/embedded_bs_lr.py "
             "--root=/mnt/bsgap/runs/bs_lr --multihost "
-            f"--set=data_dir=/mnt/bsgap/tensorflow_datasets --only=bs16-* BSGAP_WORKER_ID={w}")
+            f"--set=data_dir=/mnt/bsgap/tensorflow_datasets --only=bs16-* BSGAP_WORKER_ID={w} "
+            "BSGAP_GCS_MOUNTS=/mnt/bsgap=gs://my-bucket/bsgap")
     stopped = script("stop")
     assert stopped.stdout.splitlines() == [f"worker {w}: sent SIGTERM to bs_lr (pid {pid})"
                                            for w, pid in zip((0, 1), _pids(root))]

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from bsgap.bucket_paths import is_url
+
 IMAGE_FOLDER = "image_folder"
 # Files TFDS's builder expects in manual_dir (checked before preparing, for a clear message).
 MANUAL_FILES = {
@@ -105,12 +107,6 @@ def prepared_builder(name: str, *, data_dir=None, manual_dir=None, download: boo
     return builder
 
 
-def is_url(path) -> bool:
-    """A path such as ``gs://bucket/dir`` that only TFDS / orbax (tf.io.gfile, etils.epath) open;
-    no ``os`` call or file lock works on it."""
-    return "://" in str(path or "")
-
-
 @contextlib.contextmanager
 def _preparation_lock(data_dir_root: str, name: str):
     """An exclusive ``flock`` on ``DATA_DIR/.bsgap-prepare-<name>.lock`` while a dataset is built,
@@ -157,6 +153,10 @@ def image_folder(root, train_split: str, eval_split: str):
     import tensorflow_datasets as tfds
 
     root = _expand(root)
+    if is_url(root):
+        raise DataError(f"dataset={IMAGE_FOLDER!r} reads a local (or mounted) manual_dir; "
+                        f"manual_dir={root!r} is a URL: mount the bucket (gcsfuse) and pass the "
+                        "mounted path")
     if not root or not os.path.isdir(root):
         raise DataError(f"dataset={IMAGE_FOLDER!r} reads manual_dir=ROOT with ROOT/<split>/<class>/"
                         f"<image>.jpg|png; manual_dir={root!r} is not a directory")
