@@ -16,20 +16,37 @@ def main(port: int, process_id: int, spec_path: str, out_path: str) -> None:
     spec = json.load(open(spec_path))
     out = {"process": jax.process_index(), "devices": jax.device_count()}
 
-    # Part 5: an embedded dataset on an empty data dir is built by process 0 alone.
+    # Part 5: an embedded dataset missing from data_dir is built by process 0 alone, and the
+    # others read it only once it is there. A stand-in for TFDS's builder (the real one is
+    # tested in test_multihost_decisions.py; here it would cost each process TensorFlow's
+    # import): building takes 1 s, so a process that did not wait would find nothing.
+    import os
+    import time
+
     import tensorflow_datasets as tfds
 
     from bsgap.data import catalog
 
     built = []
-    original = tfds.core.DatasetBuilder.download_and_prepare
-    tfds.core.DatasetBuilder.download_and_prepare = \
-        lambda self, *a, **k: built.append(self.name) or original(self, *a, **k)
-    builder = catalog.prepared_builder("sklearn_digits", data_dir=spec["empty_data_dir"],
-                                       process_count=2)
-    tfds.core.DatasetBuilder.download_and_prepare = original
+
+    class Builder:
+        def __init__(self, name, data_dir):
+            self.name, self.data_dir_root = name, data_dir
+            self.data_dir = os.path.join(data_dir, name, "1.0.0")
+
+        def is_prepared(self):
+            return os.path.exists(os.path.join(self.data_dir, "dataset_info.json"))
+
+        def download_and_prepare(self):
+            built.append(self.name)
+            time.sleep(1.0)
+            os.makedirs(self.data_dir)
+            open(os.path.join(self.data_dir, "dataset_info.json"), "w").close()
+
+    real_builder, tfds.builder = tfds.builder, Builder
+    catalog.prepared_builder("sklearn_digits", data_dir=spec["empty_data_dir"], process_count=2)
+    tfds.builder = real_builder
     out["built"] = built
-    out["train_examples"] = builder.info.splits["train"].num_examples
 
     # Part 7: process 1 sees every run directory empty and no checkpoint.
     import ml_collections

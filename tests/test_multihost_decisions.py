@@ -59,9 +59,8 @@ def test_process_1_follows_process_0s_view(data_dir, tmp_path):
     out = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2)]
     assert [o["devices"] for o in out] == [2, 2]
 
-    # The dataset: built once, by process 0; both read the same 1,797 - 360 training digits.
+    # The dataset: built once, by process 0; process 1 found it prepared after waiting.
     assert [o["built"] for o in out] == [["sklearn_digits"], []]
-    assert [o["train_examples"] for o in out] == [1437, 1437]
 
     # The finished run: both processes return its summary as written, nothing built or trained.
     stored = logbook.read_json(str(reference / "summary.json"))
