@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bsgap import logbook
+from bsgap import atomic_file, logbook
 from bsgap.models import create_model
 from bsgap.step import cross_entropy
 
@@ -286,11 +286,9 @@ def claim_result_path(directory: str, stem: str, companions: Sequence[str] = (".
 
 def write_json(path: str, record: dict) -> None:
     """Write `record` to `path` atomically (temporary file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_file.replacing(path) as f:
         json.dump(record, f, indent=1, sort_keys=False, allow_nan=True)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def environment() -> dict:

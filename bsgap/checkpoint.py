@@ -12,6 +12,9 @@ import shutil
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+from bsgap.bucket_paths import storage_url
 
 
 def _first_line(err: Exception) -> str:
@@ -26,7 +29,8 @@ class CheckpointError(RuntimeError):
 
 class Checkpointer:
     def __init__(self, workdir: str, *, max_to_keep: int = 2):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        # gs:// when the run directory is on a mount in BSGAP_GCS_MOUNTS (bsgap/bucket_paths.py)
+        self.directory = storage_url(os.path.join(os.path.abspath(workdir), "checkpoints"))
         self.max_to_keep = max_to_keep
         self._open()
 
@@ -36,13 +40,15 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
         )
 
-    def restore_newest(self, abstract_state, log, set_aside: bool = True) -> tuple | None:
+    def restore_newest(self, abstract_state, log, set_aside: bool = True,
+                       steps: list[int] | None = None) -> tuple | None:
         """``(step, state, meta)`` of the newest checkpoint that restores, or None when there is
         none. A checkpoint that fails to restore (cut or damaged files) is never deleted: it is
         renamed ``<step>.damaged`` (orbax ignores it there, and the rerun can save that step
         again), ``log`` says which, and the previous one is tried. ``set_aside=False`` (processes
-        other than 0 of a multi-host run) only skips it."""
-        for step in sorted(self.all_steps(), reverse=True):
+        other than 0 of a multi-host run) only skips it. ``steps``: the checkpoints to try (default:
+        those this process sees; a multi-host run passes process 0's list to every process)."""
+        for step in sorted(self.all_steps() if steps is None else steps, reverse=True):
             try:
                 state, meta = self.restore(step, abstract_state)
                 return step, state, meta
@@ -51,11 +57,11 @@ class Checkpointer:
                     continue
                 aside = os.path.join(self.directory, f"{step}.damaged")
                 suffix = 0
-                while os.path.exists(aside):
+                while epath.Path(aside).exists():
                     suffix += 1
                     aside = os.path.join(self.directory, f"{step}.damaged{suffix}")
                 self.manager.close()
-                os.rename(os.path.join(self.directory, str(step)), aside)
+                epath.Path(self.directory, str(step)).rename(aside)   # local or gs://
                 self._open()
                 log(f"the checkpoint at step {step} does not restore ({_first_line(err)}); "
                     f"kept as {aside}; trying the one before it")
@@ -114,7 +120,8 @@ def abstract_like(state):
 def restore_numpy(workdir: str, step: int) -> dict:
     """The train state saved at ``step`` as a nested dict of numpy arrays, whatever topology
     wrote it (a plain restore refuses shardings of another process count: 'Topology mismatch')."""
-    path = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+    path = os.path.join(storage_url(os.path.join(os.path.abspath(workdir), "checkpoints")),
+                        str(step), "state")
     reader = ocp.PyTreeCheckpointer()
     tree = reader.metadata(path).item_metadata.tree
     args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from bsgap import atomic_file
+
 CONFIG_FILE, METRICS_FILE, EVAL_FILE, SUMMARY_FILE = (
     "config.json", "metrics.jsonl", "eval.jsonl", "summary.json")
 FINAL_STATUSES = ("complete", "diverged", "target_reached", "early_stopped")
@@ -44,11 +46,9 @@ def read_json(path: str):
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_file.replacing(path) as f:
         json.dump(data, f, indent=2, sort_keys=True, default=_plain)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str) -> list[dict]:
@@ -82,11 +82,9 @@ def truncate_jsonl(path: str, max_step: int) -> None:
     if not os.path.exists(path):
         return
     kept = [r for r in read_jsonl(path) if r["step"] <= max_step]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_file.replacing(path) as f:
         for record in kept:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 class Logbook:

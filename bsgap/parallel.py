@@ -26,13 +26,72 @@ def initialize_distributed(coordinator_address: str | None = None,
     (SLURM_NTASKS > 1), on GKE TPU pods (TPU_WORKER_HOSTNAMES), or when the launcher says so with
     ``BSGAP_MULTIHOST=1`` (launch/: a Cloud TPU VM's workers, whose environment names no peers;
     JAX then reads the TPU metadata). A single process does nothing.
+
+    Under SLURM the node's GPUs are named explicitly (``slurm_local_device_ids``): left alone,
+    JAX's SLURM detection gives each process only the GPU numbered SLURM_LOCALID, so one task per
+    node would see one GPU of eight.
     """
     if coordinator_address or (num_processes or 0) > 1:
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
-    elif (int(os.environ.get("SLURM_NTASKS", "1")) > 1 or os.environ.get("TPU_WORKER_HOSTNAMES")
-          or os.environ.get("BSGAP_MULTIHOST") == "1"):
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        ids = slurm_local_device_ids(os.environ)
+        jax.distributed.initialize(**({} if ids is None else {"local_device_ids": ids}))
+    elif os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("BSGAP_MULTIHOST") == "1":
         jax.distributed.initialize()
+
+
+def _id_list(text: str | None) -> list[str]:
+    return [x for x in (text or "").split(",") if x.strip()]
+
+
+def _tasks_on_this_node(environ) -> int:
+    """SLURM tasks of this step on this node: SLURM_NTASKS_PER_NODE, else the first count of
+    SLURM_STEP_TASKS_PER_NODE / SLURM_TASKS_PER_NODE (``8(x2),4``), else 1."""
+    if environ.get("SLURM_NTASKS_PER_NODE", "").isdigit():
+        return int(environ["SLURM_NTASKS_PER_NODE"])
+    for var in ("SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+        head = environ.get(var, "").split("(")[0].split(",")[0]
+        if head.isdigit():
+            return int(head)
+    return 1
+
+
+def slurm_local_device_ids(environ) -> list[int] | None:
+    """The GPU ordinals this SLURM task should use (as ``jax.distributed.initialize``'s
+    ``local_device_ids``), or None to leave JAX's choice (no GPUs named, or JAX_LOCAL_DEVICE_IDS
+    set, which JAX reads itself).
+
+    The GPUs this process sees are CUDA_VISIBLE_DEVICES (numbered 0..n-1 by CUDA whatever their
+    physical numbers), else SLURM_STEP_GPUS / SLURM_JOB_GPUS, else SLURM_GPUS_ON_NODE of them.
+    One task on the node (launch/slurm_array.sbatch): all of them. Several tasks that each see
+    fewer GPUs than the node was given (``--gpus-per-task``, ``--gpu-bind``): all they see.
+    Several tasks sharing the node's n GPUs: task SLURM_LOCALID takes its n/tasks block.
+    """
+    if environ.get("JAX_LOCAL_DEVICE_IDS"):
+        return None
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        visible = len(_id_list(environ["CUDA_VISIBLE_DEVICES"]))
+    elif _id_list(environ.get("SLURM_STEP_GPUS") or environ.get("SLURM_JOB_GPUS")):
+        visible = len(_id_list(environ.get("SLURM_STEP_GPUS") or environ.get("SLURM_JOB_GPUS")))
+    elif environ.get("SLURM_GPUS_ON_NODE", "").isdigit():
+        visible = int(environ["SLURM_GPUS_ON_NODE"])
+    else:
+        return None
+    if visible == 0:
+        return None
+    tasks = _tasks_on_this_node(environ)
+    on_node = environ.get("SLURM_GPUS_ON_NODE", "")
+    node_gpus = int(on_node) if on_node.isdigit() else visible
+    if tasks == 1 or visible < node_gpus:
+        return list(range(visible))
+    if visible % tasks:
+        raise ValueError(f"SLURM runs {tasks} tasks on this node sharing its {visible} GPUs, "
+                         "which do not split evenly; give each task its GPUs "
+                         "(--gpus-per-task) or name them with JAX_LOCAL_DEVICE_IDS=0,1,...")
+    per_task = visible // tasks
+    local = int(environ.get("SLURM_LOCALID", "0"))
+    return list(range(local * per_task, (local + 1) * per_task))
 
 
 def barrier(name: str) -> None:

@@ -11,6 +11,7 @@ import os
 import ml_collections
 
 from bsgap import logbook
+from bsgap.bucket_paths import is_url
 from bsgap.checkpoint import Checkpointer, restore_numpy
 from bsgap.data import Dataset, load_dataset_from_config
 from bsgap.models import create_model
@@ -46,6 +47,9 @@ def model_from_config(config, resolved: dict):
 def load_run(workdir: str, step: int | None = None, *, with_data: bool = True,
              data_dir: str | None = None) -> LoadedRun:
     """The run's model and its parameters at ``step`` (default: the latest checkpoint)."""
+    if is_url(workdir):
+        raise RunNotFoundError(f"{workdir}: run directories are read from a local or mounted "
+                               "path (mount the bucket with gcsfuse and pass that path)")
     path = os.path.join(workdir, logbook.CONFIG_FILE)
     if not os.path.exists(path):
         raise RunNotFoundError(f"{workdir} is not a bsgap run directory (no {logbook.CONFIG_FILE})")

@@ -11,6 +11,7 @@ import os
 import sys
 
 from bsgap import logbook, parallel
+from bsgap.agreement import decided_by_process_0
 from bsgap.checkpoint import Checkpointer, abstract_like
 from bsgap.host_state import HostState, run_summary
 from bsgap.interrupt import Interrupted
@@ -44,19 +45,21 @@ class RunRecords:
         for k, trial in enumerate(self.trials):
             trial.checkpointer = Checkpointer(trial.workdir,
                                               max_to_keep=trial.config.keep_checkpoints)
-            summary_path = os.path.join(trial.workdir, logbook.SUMMARY_FILE)
-            status = (logbook.read_json(summary_path).get("status")
-                      if self.modes[k] == "resume" and os.path.exists(summary_path) else None)
+            # Process 0's answers (bsgap/agreement.py): the finished status, the checkpoints.
+            status = (self.finished_summaries[k] or {}).get("status")
+            steps = (decided_by_process_0(trial.checkpointer.all_steps)
+                     if self.modes[k] == "resume" else None)
             newest = (trial.checkpointer.restore_newest(
-                abstract, lambda m, w=trial.workdir: say(f"{w}: {m}"), set_aside=self.main)
-                if self.modes[k] == "resume" else None)
+                abstract, lambda m, w=trial.workdir: say(f"{w}: {m}"), set_aside=self.main,
+                steps=steps) if self.modes[k] == "resume" else None)
             if newest is not None:
                 latest, state, meta = newest
                 self._set_trial_state(k, state)
                 trial.host, trial.start_step = HostState(**meta), latest
             if status not in logbook.FINAL_STATUSES and trial.host.status in logbook.FINAL_STATUSES:
                 # Finished (its last checkpoint says so) but summary.json is gone: rebuild it.
-                status = self._write_summary(trial, trial.start_step)["status"]
+                trial.summary = self._write_summary(trial, trial.start_step)
+                status = trial.summary["status"]
                 say(f"{trial.workdir}: {logbook.SUMMARY_FILE} was missing; rebuilt from the final "
                     "checkpoint")
             if status in logbook.FINAL_STATUSES:
@@ -94,10 +97,13 @@ class RunRecords:
 
     def _finish(self, step: int) -> list[dict]:
         out = []
-        for trial in self.trials:
+        for k, trial in enumerate(self.trials):
             if trial.book is None:  # finished before this process started
                 trial.checkpointer.close()
-                out.append(logbook.read_json(os.path.join(trial.workdir, logbook.SUMMARY_FILE)))
+                # its summary as process 0 read it, or (rebuilt just now) wrote it
+                out.append(self.finished_summaries[k] or trial.summary or decided_by_process_0(
+                    lambda t=trial: logbook.read_json(os.path.join(t.workdir,
+                                                                   logbook.SUMMARY_FILE))))
             else:
                 out.append(trial.summary)
         return out

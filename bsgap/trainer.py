@@ -32,6 +32,7 @@ import numpy as np
 
 from bsgap import logbook, parallel, run_config, run_lock
 from bsgap.accumulation import resolve_accumulation_loop
+from bsgap.agreement import decided_by_process_0
 from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
@@ -46,7 +47,7 @@ from bsgap.scaling import schedule_factor_fn
 from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.trials import over_trials, resolve_trials_loop, take_trial
-from bsgap.workdir import WorkdirError, check_workdir
+from bsgap.workdir import WorkdirError, refuse_url_workdir, workdir_state
 
 
 def data_seed(config) -> int:
@@ -105,6 +106,8 @@ class Trainer(RunRecords):
             run_config.validate(config)
         configs = [c for c, _ in specs]
         check_shareable(configs)
+        for _, w in specs:
+            refuse_url_workdir(w)
         workdirs = [os.path.abspath(w) for _, w in specs]
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")
@@ -120,10 +123,19 @@ class Trainer(RunRecords):
             raise
 
     def _setup_locked(self, configs, workdirs, platform, accumulation_loop):
-        self.modes = [check_workdir(w, c) for c, w in zip(configs, workdirs)]
-        # Every process decides new/resume before process 0 creates files in the workdirs.
-        parallel.barrier("bsgap: workdirs checked")
+        # Process 0 decides new / resume / finished for every trial and the others follow: their
+        # view of a shared filesystem may lag behind (bsgap/agreement.py). It is a barrier too:
+        # every process has its answer before process 0 creates files in the workdirs.
+        decided = decided_by_process_0(
+            lambda: [workdir_state(w, c) for c, w in zip(configs, workdirs)])
+        self.modes = [d["mode"] for d in decided]
+        self.finished_summaries = [d["summary"] for d in decided]
+        self._num_specs = len(workdirs)
         self.config = configs[0]
+        self.main = parallel.is_main_process()
+        if all(s is not None for s in self.finished_summaries):
+            self.trials = []   # every trial finished before: nothing to load or compile
+            return
         self.num_devices = parallel.resolve_num_devices(self.config.num_devices)
         self.data = load_dataset_from_config(self.config, jax.process_count())
         self.trials = []
@@ -143,7 +155,7 @@ class Trainer(RunRecords):
 
     @property
     def num_trials(self) -> int:
-        return len(self.trials)
+        return self._num_specs
 
     # ----------------------------------------------------------------------------- setup
     def _init_trial_state(self, trial: Trial, sample):
@@ -280,14 +292,16 @@ class Trainer(RunRecords):
 
     def _run_all(self) -> list[dict]:
         c = self.config
+        if not self.trials:   # all finished (process 0's summaries: _setup_locked)
+            say("every trial already finished; nothing to do")
+            return list(self.finished_summaries)
         self._build()
         self._compile()
         self._restore()
         active = [t for t in self.trials if t.running]
         if not active:
             say("every trial already finished; nothing to do")
-            return [logbook.read_json(os.path.join(t.workdir, logbook.SUMMARY_FILE))
-                    for t in self.trials]
+            return self._finish(self.trials[0].start_step)
         step = active[0].start_step
         total = self.resolved.total_steps
         for trial in active:

@@ -11,6 +11,7 @@ import os
 import platform
 
 from bsgap import logbook
+from bsgap.bucket_paths import MOUNTS_ENV, is_url
 
 
 class WorkdirError(RuntimeError):
@@ -33,6 +34,17 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def refuse_url_workdir(workdir: str) -> None:
+    """A gs:// (or other URL) run directory: refused, naming what to do instead."""
+    if is_url(workdir):
+        raise WorkdirError(
+            f"workdir {workdir} is a URL; a run directory must be a local or mounted path (bsgap "
+            "appends to its logs and locks it, which Cloud Storage objects do not allow). Mount "
+            "the bucket with gcsfuse (launch/tpu_vm.sh install does) and pass the mounted path; "
+            f"with {MOUNTS_ENV}=MOUNT=gs://BUCKET[/PREFIX] the checkpoints still go straight to "
+            "the bucket (bsgap/bucket_paths.py)")
+
+
 def check_workdir(workdir: str, config) -> str:
     """'new' for an empty/absent dir, 'resume' when it holds this same config."""
     path = os.path.join(workdir, logbook.CONFIG_FILE)
@@ -52,6 +64,17 @@ def check_workdir(workdir: str, config) -> str:
             f"overwritten. Differences: {'; '.join(differences)}. Use a new --workdir, or rerun "
             "with the run's own config to resume it")
     return "resume"
+
+
+def workdir_state(workdir: str, config) -> dict:
+    """``{'mode': check_workdir(...), 'summary': summary.json of a finished run, else None}``:
+    what the trainer's process 0 decides for every process (bsgap/agreement.py)."""
+    mode = check_workdir(workdir, config)
+    path = os.path.join(workdir, logbook.SUMMARY_FILE)
+    summary = logbook.read_json(path) if mode == "resume" and os.path.exists(path) else None
+    if summary is not None and summary.get("status") not in logbook.FINAL_STATUSES:
+        summary = None
+    return {"mode": mode, "summary": summary}
 
 
 def environment(num_devices: int, trials_in_program: int = 1) -> dict:

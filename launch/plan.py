@@ -23,9 +23,23 @@ def plan(sweep: Sweep, trials: list[Trial], root: str) -> dict:
     }
 
 
-def write_plan(sweep: Sweep, trials: list[Trial], root: str) -> dict:
-    os.makedirs(root, exist_ok=True)
+def worker_index(environ=None) -> int:
+    """This host's index in a multi-host sweep: BSGAP_WORKER_ID (launch/tpu_vm.sh sets it from
+    the TPU VM's metadata), else TPU_WORKER_ID, else SLURM_PROCID, else 0."""
+    environ = os.environ if environ is None else environ
+    for var in ("BSGAP_WORKER_ID", "TPU_WORKER_ID", "SLURM_PROCID"):
+        if environ.get(var, "").isdigit():
+            return int(environ[var])
+    return 0
+
+
+def write_plan(sweep: Sweep, trials: list[Trial], root: str, *, multihost: bool = False) -> dict:
+    """The plan, written to ``ROOT/sweep.json`` when it changed -- by worker 0 alone in a
+    multi-host sweep (every worker runs the same command; the others only compute it)."""
     data = json.loads(json.dumps(plan(sweep, trials, root)))
+    if multihost and worker_index() != 0:
+        return data
+    os.makedirs(root, exist_ok=True)
     path = os.path.join(root, SWEEP_FILE)
     if read_json(path) != data:
         write_json_atomic(path, data)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from launch import grouping
+from launch import agree, grouping
 from launch.devices import slot_environments, visible_gpus
 from launch.footprint import MemoryProbe
 from launch.plan import SWEEP_FILE, check_against_plan, plan, write_plan  # noqa: F401 (public)
@@ -41,7 +41,10 @@ GROUP_LOGS_DIR = "groups"
 
 
 def dataset_prepared(dataset: str, data_dir: str | None) -> bool:
-    """Whether a TFDS dataset looks prepared (a dataset_info.json under data_dir/name/...)."""
+    """Whether a TFDS dataset looks prepared (a dataset_info.json under data_dir/name/...). A
+    gs:// data dir is not looked into (TFDS reads it; a missing dataset is the trial's error)."""
+    if "://" in (data_dir or os.environ.get("TFDS_DATA_DIR") or ""):
+        return True
     base = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR")
                               or "~/tensorflow_datasets")
     for directory, _, files in os.walk(os.path.join(base, *dataset.split("/"))):
@@ -212,9 +215,10 @@ class LocalRunner:
         and conflicts recorded as failed (counted in ``counts`` when given)."""
         counts = counts if counts is not None else {"skipped": 0, "failed": 0}
         entries = []
-        for trial in self.trials:
-            expected = expected_config(self.sweep, trial)
-            state = trial_state(os.path.join(self.root, trial.name), expected)
+        expected_configs = [expected_config(self.sweep, t) for t in self.trials]
+        states = self._trial_states([(os.path.join(self.root, t.name), e)
+                                     for t, e in zip(self.trials, expected_configs)])
+        for trial, expected, state in zip(self.trials, expected_configs, states):
             if state.kind == "finished":
                 counts["skipped"] += 1
                 self.out(f"[{trial.index}] {trial.name}: skipped, {state.describe()}")
@@ -227,6 +231,13 @@ class LocalRunner:
             else:
                 entries.append((trial, state, expected))
         return entries
+
+    def _trial_states(self, pairs) -> list[TrialState]:
+        """Each (workdir, expected config)'s state; on a multi-host sweep process 0's, which every
+        worker follows (launch/agree.py), so that all start the same trials."""
+        if not self.multihost:
+            return [trial_state(w, e) for w, e in pairs]
+        return agree.ask(pairs, env=self._env(0), cwd=REPO_ROOT)
 
     def run(self) -> dict:
         """Run every unfinished trial; returns counts {total, skipped, ran, failed, seconds}."""
@@ -287,7 +298,13 @@ def run_one(sweep: Sweep, trial: Trial, root: str, *, multihost: bool = False) -
     if message:
         print(f"launch.sweep: error: {message}", file=sys.stderr)
         return 2
-    state = trial_state(os.path.join(root, trial.name), expected_config(sweep, trial))
+    pair = (os.path.join(root, trial.name), expected_config(sweep, trial))
+    env = dict(os.environ)
+    if multihost:   # every host of the trial must decide alike: process 0 decides (agree.py)
+        env["BSGAP_MULTIHOST"] = "1"
+        (state,) = agree.ask([pair], env=env, cwd=REPO_ROOT)
+    else:
+        state = trial_state(*pair)
     if state.kind == "finished":
         print(f"[{trial.index}] {trial.name}: already {state.describe()}; nothing to do",
               flush=True)
@@ -297,9 +314,6 @@ def run_one(sweep: Sweep, trial: Trial, root: str, *, multihost: bool = False) -
               f"({state.detail})", file=sys.stderr)
         return 2
     argv = trial_command(sweep, trial, root)
-    env = dict(os.environ)
-    if multihost:
-        env["BSGAP_MULTIHOST"] = "1"
     print(f"[{trial.index}] {trial.name}: {state.describe()}; {command_string(argv)}",
           flush=True)
     os.chdir(REPO_ROOT)

@@ -17,6 +17,27 @@ from __future__ import annotations
 import os
 
 SBATCH_SCRIPT = "launch/slurm_array.sbatch"
+PARTITION_PLACEHOLDER = "YOUR_GPU_PARTITION"   # what the examples in launch/README.md say
+
+
+def partition_error(sbatch_args: list[str], environ) -> str | None:
+    """Why this submission names no usable partition (None when it does): clusters name their GPU
+    partitions differently, so the user must say which (``--partition``/``-p`` in
+    ``--sbatch_args``, or SBATCH_PARTITION, which sbatch reads itself)."""
+    named = environ.get("SBATCH_PARTITION")
+    for i, arg in enumerate(sbatch_args):
+        if arg.startswith("--partition="):
+            named = arg.split("=", 1)[1]
+        elif arg in ("--partition", "-p") and i + 1 < len(sbatch_args):
+            named = sbatch_args[i + 1]
+        elif arg.startswith("-p") and len(arg) > 2:
+            named = arg[2:]
+    if named and named != PARTITION_PLACEHOLDER:
+        return None
+    what = (f"--partition={PARTITION_PLACEHOLDER} is the examples' placeholder" if named
+            else "no SLURM partition is named")
+    return (f"{what}: put your cluster's GPU partition in --sbatch_args='--partition=NAME ...' "
+            "(or export SBATCH_PARTITION=NAME); `sinfo -s` lists the partitions")
 
 
 def array_spec(indices: list[int], max_parallel: int | None = None) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
+
+from bsgap.atomic_file import replacing
 
 FINAL_STATUSES = ("complete", "diverged", "target_reached", "early_stopped")
 
@@ -48,11 +49,9 @@ def read_json(path: str):
 
 
 def write_json_atomic(path: str, data) -> None:
-    tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # hosts share the filesystem
-    with open(tmp, "w") as f:
+    with replacing(path) as f:   # a unique temporary: hosts and threads share the filesystem
         json.dump(data, f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

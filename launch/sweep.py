@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=("local", "slurm"), default="local")
     p.add_argument("--submit", action="store_true", help="slurm: run sbatch (else print it)")
     p.add_argument("--sbatch_args", default="",
-                   help="slurm: extra sbatch options, e.g. '--partition=gpu --gpus-per-node=8'")
+                   help="slurm: sbatch options, at least the partition, e.g. "
+                        f"'--partition={slurm.PARTITION_PLACEHOLDER} --gpus-per-node=8'")
     p.add_argument("--max_parallel", type=int, default=None,
                    help="slurm: at most this many array tasks at once (--array=...%%N)")
     return p
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         if not todo:
             print("every trial is finished; nothing to submit")
             return 0
+        problem = slurm.partition_error(shlex.split(args.sbatch_args), os.environ)
+        if problem:
+            print(f"launch.sweep: error: {problem}", file=sys.stderr)
+            return 2
         cmd = slurm.sbatch_command(sweep_path=args.sweep, root=root, indices=todo,
                                    sets=args.set, sbatch_args=shlex.split(args.sbatch_args),
                                    max_parallel=args.max_parallel, multihost=args.multihost)
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, SweepError) as err:
         print(f"launch.sweep: error: {err}", file=sys.stderr)
         return 2
-    runner.write_plan(sweep, all_trials, root)
+    runner.write_plan(sweep, all_trials, root, multihost=args.multihost)
     result = local.run()
     print(f"sweep done in {result['seconds']:.1f} s: {result['total']} trial(s), "
           f"{result['skipped']} skipped (finished before), {result['ran']} run, "

@@ -5,7 +5,10 @@
 #   bash launch/tpu_worker_setup.sh gs://BUCKET[/PREFIX] MOUNT [PYTHON_VERSION]
 #
 # Directory renames must work on the mount (orbax commits a checkpoint by renaming its temporary
-# directory), hence --rename-dir-limit. DRY_RUN=1 prints the commands instead of running them.
+# directory), hence --rename-dir-limit. The mount caches no metadata: every worker must see
+# another's summary.json or checkpoint at once, not a minute later (gcsfuse caches stat and type
+# lookups for 60 s and missing files for 5 s by default). DRY_RUN=1 prints the commands instead of
+# running them.
 set -euo pipefail
 
 bucket_url=${1:?usage: tpu_worker_setup.sh gs://BUCKET[/PREFIX] MOUNT [PYTHON_VERSION]}
@@ -64,7 +67,18 @@ else
   if [[ -n "$prefix" ]]; then
     only_dir=(--only-dir "$prefix")
   fi
-  run gcsfuse --implicit-dirs --rename-dir-limit=1000000 "${only_dir[@]}" "$bucket" \
-    "$mount_point"
+  # No metadata caching, with the flags this gcsfuse knows: --metadata-cache-ttl-secs (2.0+; its
+  # --stat-cache-ttl/--type-cache-ttl predecessors are deprecated) and
+  # --metadata-cache-negative-ttl-secs (2025+; before it, missing files used the same TTL).
+  help=$(gcsfuse --help 2>&1 || true)
+  no_cache=(--stat-cache-ttl=0s --type-cache-ttl=0s)
+  if [[ $help == *--metadata-cache-ttl-secs* ]]; then
+    no_cache=(--metadata-cache-ttl-secs=0)
+  fi
+  if [[ $help == *--metadata-cache-negative-ttl-secs* ]]; then
+    no_cache+=(--metadata-cache-negative-ttl-secs=0)
+  fi
+  run gcsfuse --implicit-dirs --rename-dir-limit=1000000 "${no_cache[@]}" "${only_dir[@]}" \
+    "$bucket" "$mount_point"
 fi
 run mkdir -p "$mount_point/runs" "$mount_point/tensorflow_datasets"

@@ -101,7 +101,8 @@ def test_initialize_distributed_detection(monkeypatch):
     """Which environments call jax.distributed.initialize, and with what arguments."""
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
-    for var in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "BSGAP_MULTIHOST"):
+    for var in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "BSGAP_MULTIHOST", "CUDA_VISIBLE_DEVICES",
+                "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE", "JAX_LOCAL_DEVICE_IDS"):
         monkeypatch.delenv(var, raising=False)
     parallel.initialize_distributed()
     assert calls == []                                   # one process: nothing

@@ -321,18 +321,20 @@ def test_tpu_vm_script_commands():
         "--worker=all", "--command=rm -rf $HOME/bsgap && mkdir -p $HOME/bsgap && tar -xzf "
         "bsgap.tar.gz -C $HOME/bsgap && bash $HOME/bsgap/launch/tpu_worker_setup.sh "
         "gs://my-bucket/bsgap /mnt/bsgap 3.11"]
-    assert _dry("launch/tpu_vm.sh", "sweep", "configs/sweeps/embedded_bs_lr.py",
-                "--only=bs16-*", **TPU) == [ssh + [
-                    "--worker=all", "--command=cd $HOME/bsgap && $HOME/bsgap-venv/bin/python -m "
-                    "launch.sweep --sweep=configs/sweeps/embedded_bs_lr.py "
-                    "--root=/mnt/bsgap/runs/embedded_bs_lr --multihost "
-                    "--set=data_dir=/mnt/bsgap/tensorflow_datasets --only=bs16-\\*"]]
-    assert _dry("launch/tpu_vm.sh", "trial", "configs/sweeps/embedded_bs_lr.py", "4",
-                **TPU, SWEEP_NAME="bs_lr") == [ssh + [
-                    "--worker=all", "--command=cd $HOME/bsgap && $HOME/bsgap-venv/bin/python -m "
-                    "launch.sweep --sweep=configs/sweeps/embedded_bs_lr.py "
-                    "--root=/mnt/bsgap/runs/bs_lr --multihost "
-                    "--set=data_dir=/mnt/bsgap/tensorflow_datasets --trial=4"]]
+    # sweep and trial start detached jobs (run on fake workers in tests/test_tpu_vm_script.py)
+    (sweep,) = _dry("launch/tpu_vm.sh", "sweep", "configs/sweeps/embedded_bs_lr.py",
+                    "--only=bs16-*", **TPU)
+    assert sweep[:-1] == ssh + ["--worker=all"]
+    assert "setsid nohup bash -c cd\\ \\$HOME/bsgap\\ \\&\\&\\ " \
+        "BSGAP_GCS_MOUNTS=/mnt/bsgap=gs://my-bucket/bsgap\\ \\$HOME/bsgap-venv/bin/python\\ -m\\ " \
+        "launch.sweep\\ --sweep=configs/sweeps/embedded_bs_lr.py\\ " \
+        "--root=/mnt/bsgap/runs/embedded_bs_lr\\ --multihost\\ " \
+        "--set=data_dir=/mnt/bsgap/tensorflow_datasets\\ --only=bs16-\\\\\\*" in sweep[-1]
+    (trial,) = _dry("launch/tpu_vm.sh", "trial", "configs/sweeps/embedded_bs_lr.py", "4",
+                    **TPU, SWEEP_NAME="bs_lr")
+    assert "--root=/mnt/bsgap/runs/bs_lr\\ --multihost\\ " \
+        "--set=data_dir=/mnt/bsgap/tensorflow_datasets\\ --trial=4" in trial[-1]
+    assert "> $HOME/bsgap-jobs/bs_lr-trial4.log 2>&1 < /dev/null &" in trial[-1]
     assert _dry("launch/tpu_vm.sh", "delete", **TPU) == [
         ["gcloud", "compute", "tpus", "tpu-vm", "delete", "bsgap-v4", "--zone=us-central2-b",
          "--quiet"]]
@@ -342,12 +344,25 @@ def test_tpu_vm_script_commands():
     assert missing.returncode == 2 and "set TPU_NAME" in missing.stderr
 
 
-def test_tpu_worker_setup_commands():
-    cmds = _dry("launch/tpu_worker_setup.sh", "gs://my-bucket/bsgap", "/mnt/bsgap", "3.12")
+@pytest.mark.parametrize("gcsfuse_help, no_cache", [
+    (None, ["--stat-cache-ttl=0s", "--type-cache-ttl=0s"]),     # not installed yet: apt's
+    ("  --stat-cache-ttl duration\n  --type-cache-ttl duration\n",
+     ["--stat-cache-ttl=0s", "--type-cache-ttl=0s"]),            # gcsfuse 1.x
+    ("  --metadata-cache-ttl-secs int\n", ["--metadata-cache-ttl-secs=0"]),   # 2.0 - 2.9
+    ("  --metadata-cache-negative-ttl-secs int\n  --metadata-cache-ttl-secs int\n",
+     ["--metadata-cache-ttl-secs=0", "--metadata-cache-negative-ttl-secs=0"])])
+def test_tpu_worker_setup_commands(tmp_path, gcsfuse_help, no_cache):
+    path = os.environ["PATH"]
+    if gcsfuse_help is not None:     # a gcsfuse on PATH that prints this help
+        (tmp_path / "gcsfuse").write_text(f"#!/bin/bash\nprintf '%s' '{gcsfuse_help}'\n")
+        (tmp_path / "gcsfuse").chmod(0o755)
+        path = f"{tmp_path}:{path}"
+    cmds = _dry("launch/tpu_worker_setup.sh", "gs://my-bucket/bsgap", "/mnt/bsgap", "3.12",
+                PATH=path)
     assert ["/home/me/.local/bin/uv", "venv", "--python", "3.12", "/home/me/bsgap-venv"] in cmds
     assert ["/home/me/.local/bin/uv", "pip", "install", "--python",
             "/home/me/bsgap-venv/bin/python", "-e", ROOT, "jax[tpu]>=0.10.2,<0.12"] in cmds
     assert cmds[-2:] == [
-        ["gcsfuse", "--implicit-dirs", "--rename-dir-limit=1000000", "--only-dir", "bsgap",
-         "my-bucket", "/mnt/bsgap"],
+        ["gcsfuse", "--implicit-dirs", "--rename-dir-limit=1000000", *no_cache, "--only-dir",
+         "bsgap", "my-bucket", "/mnt/bsgap"],
         ["mkdir", "-p", "/mnt/bsgap/runs", "/mnt/bsgap/tensorflow_datasets"]]

@@ -11,9 +11,13 @@ A missing dataset raises ``DataError`` naming the directory searched and how to 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 
 import numpy as np
+
+from bsgap.bucket_paths import is_url
 
 IMAGE_FOLDER = "image_folder"
 # Files TFDS's builder expects in manual_dir (checked before preparing, for a clear message).
@@ -28,7 +32,7 @@ class DataError(RuntimeError):
 
 
 def _expand(path):
-    return os.path.expanduser(path) if path else None
+    return os.path.expanduser(path) if path and not is_url(path) else path or None
 
 
 def _default_data_dir(data_dir) -> str:
@@ -79,8 +83,7 @@ def prepared_builder(name: str, *, data_dir=None, manual_dir=None, download: boo
     if builder.is_prepared():
         return builder
     if base in builders.EMBEDDED:
-        builder.download_and_prepare()
-        return builder
+        return _prepare_embedded(name, builder, data_dir, process_count)
     manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
     if (manual and not manual_dir) or (not manual and not download):
         raise _not_prepared(name, builder, data_dir, manual)
@@ -104,11 +107,56 @@ def prepared_builder(name: str, *, data_dir=None, manual_dir=None, download: boo
     return builder
 
 
+@contextlib.contextmanager
+def _preparation_lock(data_dir_root: str, name: str):
+    """An exclusive ``flock`` on ``DATA_DIR/.bsgap-prepare-<name>.lock`` while a dataset is built,
+    so that separate runs sharing a data dir (two sweeps, two shells) build it once: the second
+    waits, then finds it prepared. None on a ``gs://`` data dir (no locks there: prepare such a
+    dataset once with ``python -m bsgap.data.prepare`` before starting runs)."""
+    if is_url(data_dir_root):
+        yield
+        return
+    os.makedirs(data_dir_root, exist_ok=True)
+    path = os.path.join(data_dir_root, f".bsgap-prepare-{name.replace('/', '-')}.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)   # released when the file is closed, however we leave
+        yield
+
+
+def _prepare_embedded(name: str, builder, data_dir, process_count: int):
+    """Build an embedded dataset once: on process 0 only (the others wait for it and then open
+    what it built), under ``_preparation_lock`` against other runs on the same data dir."""
+    import tensorflow_datasets as tfds
+
+    from bsgap.agreement import decided_by_process_0
+
+    def prepare() -> None:
+        with _preparation_lock(os.fspath(builder.data_dir_root), name):
+            fresh = tfds.builder(name, data_dir=data_dir)   # another run may have built it
+            if not fresh.is_prepared():
+                fresh.download_and_prepare()
+
+    if process_count == 1:
+        prepare()
+    else:
+        decided_by_process_0(prepare)   # a barrier too: process 0's error is raised everywhere
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise DataError(f"dataset={name!r} was prepared by process 0 under {builder.data_dir} "
+                        "but this process does not see it there: data_dir must be a directory "
+                        "every host shares (the same path on each), or a gs:// bucket")
+    return builder
+
+
 def image_folder(root, train_split: str, eval_split: str):
     """(train (paths, labels), eval (paths, labels), class names) of ROOT/<split>/<class>/*."""
     import tensorflow_datasets as tfds
 
     root = _expand(root)
+    if is_url(root):
+        raise DataError(f"dataset={IMAGE_FOLDER!r} reads a local (or mounted) manual_dir; "
+                        f"manual_dir={root!r} is a URL: mount the bucket (gcsfuse) and pass the "
+                        "mounted path")
     if not root or not os.path.isdir(root):
         raise DataError(f"dataset={IMAGE_FOLDER!r} reads manual_dir=ROOT with ROOT/<split>/<class>/"
                         f"<image>.jpg|png; manual_dir={root!r} is not a directory")
