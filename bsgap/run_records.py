@@ -34,7 +34,8 @@ class RunRecords:
                                 trials_loop=self.trials_loop,
                                 accumulation_loop=self.accumulation_loop,
                                 conv_gradients=self.conv_gradients),
-            "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
+            "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes,
+            "memory": self.memory_record})
 
     # ----------------------------------------------------------------------------- resume
     def _restore(self) -> None:

@@ -10,7 +10,8 @@ eval.jsonl, summary.json and its own checkpoints (its slice of the stacked state
 diverges or stops is frozen on the device while the others go on. A plain run is the K = 1 case.
 
 Timing (wall-clock seconds, measured on process 0, shared by the trials of one program):
-  * ``compile_seconds``: ahead-of-time compilation of the train step (and the memory search);
+  * ``compile_seconds``: ahead-of-time compilation of the train and eval steps (and the memory
+    search);
   * ``train_seconds``: time inside training-step intervals, excluding compilation, evaluation and
     checkpointing -- ``seconds_to_target`` is this clock at the first evaluation that reaches
     ``target_accuracy``;
@@ -36,7 +37,9 @@ from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
-from bsgap.memory import choose_microbatch, device_memory_limit
+from bsgap.memory import (DEFAULT_HEADROOM_FRACTION, QUEUED_INPUT_BATCHES, MemoryBudget,
+                          check_same_microbatch, choose_microbatch, compiled_bytes,
+                          device_memory_limit, input_batch_bytes, require_memory_limit)
 from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
@@ -122,6 +125,10 @@ class Trainer(RunRecords):
         parallel.barrier("bsgap: workdirs checked")
         self.config = configs[0]
         self.num_devices = parallel.resolve_num_devices(self.config.num_devices)
+        # The per-device limit of every process alike (a collective on several processes); 'auto'
+        # without one is refused now, before the data is loaded or anything compiled.
+        self.memory_limit = self.config.memory_limit_bytes or device_memory_limit()
+        require_memory_limit(self.config.microbatch_size == "auto", self.memory_limit, platform)
         self.data = load_dataset_from_config(self.config, jax.process_count())
         self.trials = []
         for config, workdir in zip(configs, workdirs):
@@ -172,6 +179,7 @@ class Trainer(RunRecords):
         local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
         self.eval_fn = parallel.data_parallel(
             over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
+        self.eval_step = None   # compiled ahead by _compile (its footprint joins the budget)
 
     def compile(self):
         """Build the model, optimizer and initial state and compile the train step (``step_fn``);
@@ -211,13 +219,37 @@ class Trainer(RunRecords):
             return fn.lower(self.state, batch).compile()
 
         start = time.perf_counter()
-        limit = c.memory_limit_bytes or device_memory_limit()
-        layout, self.step_fn, self.step_bytes = choose_microbatch(
-            r.layout, compile_for, auto=c.microbatch_size == "auto", limit_bytes=limit, log=say)
+        auto = c.microbatch_size == "auto"
+        self.eval_step = self._compile_eval()
+        budget = None
+        if self.memory_limit is not None:
+            trials_per_batch = 1 if self.shared_data else self.num_trials
+            budget = MemoryBudget(
+                limit_bytes=self.memory_limit,
+                headroom_fraction=c.get("memory_headroom_fraction", DEFAULT_HEADROOM_FRACTION),
+                eval_step_bytes=compiled_bytes(self.eval_step),
+                queued_input_bytes=QUEUED_INPUT_BATCHES * input_batch_bytes(
+                    spec, r.layout.per_device_batch * trials_per_batch))
+        layout, self.step_fn, self.step_bytes, tried = choose_microbatch(
+            r.layout, compile_for, auto=auto, budget=budget, log=say)
+        if auto:
+            check_same_microbatch(layout.microbatch)   # every process, or none, goes on
+        self.memory_record = {"budget": None if budget is None else budget.to_json(),
+                              "tried": tried}
         for trial in self.trials:
             trial.resolved = dataclasses.replace(trial.resolved, layout=layout)
         self.resolved = self.trials[0].resolved
         self.compile_seconds = time.perf_counter() - start
+
+    def _eval_batch_spec(self) -> dict:
+        """Shapes of one global eval batch (the train example's keys and a float32 'mask')."""
+        sharding = parallel.batch_sharded(self.mesh)
+        spec = dict(self.data.element_spec, mask=((), np.dtype(np.float32)))
+        return {k: jax.ShapeDtypeStruct((self.config.eval_batch_size,) + tuple(shape), dtype,
+                                        sharding=sharding) for k, (shape, dtype) in spec.items()}
+
+    def _compile_eval(self):
+        return self.eval_fn.lower(self.state, self._eval_batch_spec()).compile()
 
     # ----------------------------------------------------------------------------- state slices
     def trial_state(self, k: int = 0):
@@ -235,11 +267,16 @@ class Trainer(RunRecords):
     # ----------------------------------------------------------------------------- records
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
-        totals = np.zeros((3, self.num_trials))
+        step = self.eval_step if self.eval_step is not None else self.eval_fn
+        sums = None
         for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
                                             jax.process_count()):
-            sums = jax.device_get(self.eval_fn(state, parallel.global_batch(self.mesh, batch)))
-            totals += np.stack([sums["loss_sum"], sums["correct"], sums["count"]])
+            batch_sums = step(state, parallel.global_batch(self.mesh, batch))
+            # Summed on the devices (float32: exact counts up to 2^24 examples), fetched once.
+            sums = batch_sums if sums is None else _add_sums(sums, batch_sums)
+        sums = jax.device_get(sums)
+        totals = np.stack([np.asarray(sums[k], np.float64)
+                           for k in ("loss_sum", "correct", "count")])
         count = int(round(totals[2, 0]))
         return [{"loss": float(totals[0, k] / count), "accuracy": float(totals[1, k] / count),
                  "num_examples": count} for k in range(self.num_trials)]
@@ -377,6 +414,11 @@ class Trainer(RunRecords):
                 trial.checkpointer.save(step, self.trial_state(k), dataclasses.asdict(trial.host))
             if not trial.running:
                 self._close_trial(trial, step)
+
+@jax.jit
+def _add_sums(a: dict, b: dict) -> dict:
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
 
 def train(config, workdir: str) -> dict:
     return Trainer(config, workdir).run()

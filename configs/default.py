@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.microbatch_size = placeholder(object)    # per device per accumulation step; None | int | 'auto'
     c.num_devices = 0                   # 0 = all devices
     c.memory_limit_bytes = placeholder(object) # for microbatch_size='auto' (None: the device's)
+    c.memory_headroom_fraction = 0.1    # 'auto' leaves this share of the limit free (bsgap/memory.py)
     # Learning rate and budget.
     c.optimizer = "momentum"            # sgd | momentum | nesterov | adam | adamw
     c.learning_rate = 0.05              # at reference_batch_size
