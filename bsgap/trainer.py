@@ -4,7 +4,7 @@ One ``Trainer`` runs K >= 1 *trials* that share the model, dataset, batch layout
 differ only in per-trial hyperparameters (``TRIAL_FIELDS``: learning rate and its scaling rule,
 momentum, weight decay, warmup, seed, data seed, stopping rules). Their states are stacked on a
 leading trial axis and one compiled program steps them all (``vmap``, or a ``lax.map`` loop on the
-CPU, inside the per-device ``shard_map`` step; ``bsgap.trials.resolve_trials_loop``). Each trial
+CPU, inside the per-device ``shard_map`` step; ``bsgap.trials.choose_trials_loop``). Each trial
 keeps its own run directory, exactly as if it had run alone: config.json, metrics.jsonl,
 eval.jsonl, summary.json and its own checkpoints (its slice of the stacked state). A trial that
 diverges or stops is frozen on the device while the others go on. A plain run is the K = 1 case.
@@ -37,6 +37,7 @@ from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
+from bsgap.jax_settings import apply_jax_settings
 from bsgap.memory import (DEFAULT_HEADROOM_FRACTION, QUEUED_INPUT_BATCHES, MemoryBudget,
                           check_same_microbatch, choose_microbatch, compiled_bytes,
                           device_memory_limit, input_batch_bytes, require_memory_limit)
@@ -47,7 +48,7 @@ from bsgap.run_records import RunRecords, say
 from bsgap.scaling import schedule_factor_fn
 from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
-from bsgap.trials import over_trials, resolve_trials_loop, take_trial
+from bsgap.trials import choose_trials_loop, over_trials, take_trial
 from bsgap.workdir import WorkdirError, check_workdir
 
 
@@ -83,7 +84,8 @@ class Trainer(RunRecords):
     @classmethod
     def for_trials(cls, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
                    conv_gradients: str = "auto"):
-        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``.
+        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU, and for conv models on a GPU;
+        ``choose_trials_loop``).
         ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
         (bsgap/models/conv_grad.py) choose how the step computes, never what: 'auto' is the
         measured fastest for the platform and layout."""
@@ -97,7 +99,8 @@ class Trainer(RunRecords):
         if not specs:
             raise run_config.ConfigError("no trials given")
         platform = jax.devices()[0].platform
-        self.trials_loop = resolve_trials_loop(trials_loop, platform, len(specs))
+        self.trials_loop, self.trials_loop_reason = choose_trials_loop(
+            trials_loop, platform, len(specs), model=specs[0][0].get("model"))
         self.conv_gradients = resolve_conv_gradients(conv_gradients, platform)
         resolve_accumulation_loop(accumulation_loop, platform, 1)  # a bad name: refused now
         self.accumulation_request = accumulation_loop
@@ -105,6 +108,8 @@ class Trainer(RunRecords):
             run_config.validate(config)
         configs = [c for c, _ in specs]
         check_shareable(configs)
+        # Precision and compilation cache, process-wide, before anything is compiled.
+        self.jax_settings = apply_jax_settings(configs[0])
         workdirs = [os.path.abspath(w) for _, w in specs]
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")

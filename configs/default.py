@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.ghost_batch_size = placeholder(object)   # examples per BN group (None: the microbatch)
     c.dropout_rate = 0.0
     c.dtype = "float32"                 # float32 | bfloat16 (bf16 compute, fp32 params and loss)
+    c.matmul_precision = placeholder(object)   # None: JAX default; highest|high|... (choices.py)
     # Batch layout.
     c.batch_size = 128                  # global batch B
     c.microbatch_size = placeholder(object)    # per device per accumulation step; None | int | 'auto'
@@ -72,4 +73,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.noise_ema_decay = 0.95            # EMA of the online two-batch noise estimators
     c.tensorboard = True
     c.progress_bar = True
+    c.compilation_cache_dir = placeholder(object)  # JAX's persistent cache dir (None: JAX's own)
     return c
