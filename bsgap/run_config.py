@@ -75,6 +75,8 @@ def validate(config) -> None:
     _check_number(config, "checkpoint_every_steps", low=1, integer=True, optional=True)
     _check_number(config, "keep_checkpoints", low=1, integer=True)
     _check_number(config, "memory_limit_bytes", low=1, integer=True, optional=True)
+    if config.get("data_threads") is not None:
+        _check_number(config, "data_threads", low=0, integer=True)
     if config.get("memory_headroom_fraction") is not None:
         _check_number(config, "memory_headroom_fraction", low=0, high=0.9)
     _check_number(config, "noise_ema_decay", low=0, high=0.999999)
