@@ -22,6 +22,7 @@ asynchronously in between.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -35,6 +36,7 @@ from bsgap import logbook, parallel, run_config, run_lock
 from bsgap.accumulation import resolve_accumulation_loop
 from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
+from bsgap.device_prefetch import DevicePrefetcher
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
 from bsgap.jax_settings import apply_jax_settings
@@ -75,6 +77,9 @@ class Trial:
 class Trainer(RunRecords):
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
+
+    # Global batches made ahead in a background thread (bsgap/device_prefetch.py); 0: in the loop.
+    device_prefetch = QUEUED_INPUT_BATCHES
 
     def __init__(self, config, workdir: str, *, accumulation_loop: str = "auto",
                  conv_gradients: str = "auto"):
@@ -306,7 +311,7 @@ class Trainer(RunRecords):
         """Run every trial to its end; on SIGINT / SIGTERM stop after the current step with a
         checkpoint there and raise ``bsgap.interrupt.Interrupted``."""
         try:
-            with stop_on_signals() as self._signals:
+            with stop_on_signals() as self._signals, contextlib.ExitStack() as self._exits:
                 out = self._run_all()
         except BaseException:
             self._release_locks(undo_create=True)
@@ -345,13 +350,19 @@ class Trainer(RunRecords):
         bar = tqdm(total=total, initial=step, unit="step", file=sys.stderr,
                    disable=not (c.progress_bar and self.main), dynamic_ncols=True)
         pending, first_interval = [], True
-        t_last = time.perf_counter()
-        while step < total and any(t.running for t in self.trials):
+
+        def device_batch(step):
             host_batch = (streams[0].batch(step) if self.shared_data else
                           jax.tree_util.tree_map(lambda *xs: np.stack(xs),
                                                  *[s.batch(step) for s in streams]))
-            self.state, metrics = self.step_fn(
-                self.state, parallel.global_batch(self.mesh, host_batch, self._batch_spec()))
+            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
+
+        if self.device_prefetch:   # made in a background thread, this many steps ahead
+            device_batch = self._exits.enter_context(DevicePrefetcher(
+                device_batch, step, total, depth=self.device_prefetch)).get
+        t_last = time.perf_counter()
+        while step < total and any(t.running for t in self.trials):
+            self.state, metrics = self.step_fn(self.state, device_batch(step))
             pending.append(metrics)
             step += 1
             stop = self._signals.requested
