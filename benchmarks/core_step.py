@@ -6,6 +6,7 @@ and the compiled step alone fed one device-resident batch. Their ratio is the en
 efficiency (1.0 = the loop adds nothing to the step).
 
     python benchmarks/core_step.py [--config=configs/default.py] [--steps=600] [--repeats=3]
+        [--device_prefetch=N]   (batches made ahead in a background thread; 0: in the loop)
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def main():
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--device_prefetch", type=int, default=None,
+                        help="Trainer.device_prefetch (default: the trainer's own)")
     args = parser.parse_args()
 
     import jax
@@ -41,6 +44,8 @@ def main():
     from bsgap import parallel
     from bsgap.trainer import Trainer
 
+    if args.device_prefetch is not None:
+        Trainer.device_prefetch = args.device_prefetch
     config = load_config(args.config)
     config.num_epochs, config.num_steps = None, args.steps
     config.eval_every_steps, config.checkpoint_every_steps = args.steps, None
@@ -68,6 +73,7 @@ def main():
                         "step_alone_examples_per_second": alone,
                         "ratio": summary["examples_per_second"] / alone})
     report = {"config": args.config, "batch_size": config.batch_size, "steps": args.steps,
+              "device_prefetch": Trainer.device_prefetch,
               "devices": jax.device_count(), "platform": jax.devices()[0].platform,
               "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "jax": jax.__version__, "runs": results}

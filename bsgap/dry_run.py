@@ -17,6 +17,11 @@ def _mib(num_bytes) -> str:
 def describe(trainer) -> str:
     """Compile ``trainer``'s step (a ``Trainer`` made with ``dry_run=True``) and describe the run;
     releases the trainer."""
+    if not trainer.trials:   # every run directory holds this config finished
+        trainer.release()
+        return "dry run: " + "; ".join(
+            f"{w} already finished (status {s['status']})" for w, s in
+            zip(trainer.workdirs, trainer.finished_summaries)) + "; nothing would run"
     try:
         trainer.compile()
     finally:

@@ -11,7 +11,7 @@ import math
 
 from bsgap import scaling
 from bsgap.layout import BatchLayout, bn_group_follows_layout, resolve_layout
-from bsgap.choices import DTYPE_NAMES, MODEL_NAMES, NORM_KINDS, OPTIMIZERS
+from bsgap.choices import DTYPE_NAMES, MATMUL_PRECISIONS, MODEL_NAMES, NORM_KINDS, OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -82,6 +82,12 @@ def validate(config) -> None:
     _check_choice(config, "normalization", NORM_KINDS)
     _check_choice(config, "dtype", DTYPE_NAMES)
     _check_choice(config, "optimizer", OPTIMIZERS)
+    if config.get("matmul_precision") is not None:
+        _check_choice(config, "matmul_precision", MATMUL_PRECISIONS + (None,))
+    cache_dir = config.get("compilation_cache_dir")
+    if cache_dir is not None and not (isinstance(cache_dir, str) and cache_dir):
+        raise ConfigError(f"compilation_cache_dir={cache_dir!r} must be a directory path (a "
+                          "non-empty string) or None")
     _check_choice(config, "lr_scaling", scaling.LR_SCALINGS)
     _check_choice(config, "schedule", scaling.SCHEDULES)
     _check_number(config, "batch_size", low=1, integer=True)
@@ -105,6 +111,10 @@ def validate(config) -> None:
     _check_number(config, "checkpoint_every_steps", low=1, integer=True, optional=True)
     _check_number(config, "keep_checkpoints", low=1, integer=True)
     _check_number(config, "memory_limit_bytes", low=1, integer=True, optional=True)
+    if config.get("data_threads") is not None:
+        _check_number(config, "data_threads", low=0, integer=True)
+    if config.get("memory_headroom_fraction") is not None:
+        _check_number(config, "memory_headroom_fraction", low=0, high=0.9)
     _check_number(config, "noise_ema_decay", low=0, high=0.999999)
     for field in ("num_epochs", "num_examples", "num_steps"):
         _check_number(config, field, low=0, low_inclusive=False, optional=True,

@@ -33,9 +33,12 @@ class RunRecords:
             "config": plain_config(trial.config), "resolved": trial.resolved.to_json(),
             "environment": dict(environment(self.num_devices, self.num_trials),
                                 trials_loop=self.trials_loop,
+                                trials_loop_reason=self.trials_loop_reason,
+                                jax_settings=self.jax_settings,
                                 accumulation_loop=self.accumulation_loop,
                                 conv_gradients=self.conv_gradients),
-            "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes})
+            "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes,
+            "memory": self.memory_record})
 
     # ----------------------------------------------------------------------------- resume
     def _restore(self) -> None:

@@ -8,7 +8,8 @@ compiled step's memory per device) and exits without creating or touching the wo
 
 With ``--config.trials="({...}, {...})"`` the K trials run as one compiled program and DIR is the
 root of their run directories (bsgap/trials.py); ``--trials_loop`` says how the program steps them
-(``vmap``; ``map``, a loop, which is faster on the CPU; ``auto``: map on the CPU, else vmap).
+(``vmap``; ``map``, a loop, which is faster on the CPU; ``auto``: map on the CPU and for conv
+models on a GPU, else vmap; config.json records why).
 ``--accumulation_loop`` and ``--conv_gradients`` choose how the step computes (speed, not results;
 ``auto`` is what measured fastest, recorded in config.json's environment).
 
@@ -42,7 +43,8 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 _TRIALS_LOOP = flags.DEFINE_enum("trials_loop", "auto", ["auto", "vmap", "map"],
                                  "With config.trials: vmap the trials, or loop over them (map); "
-                                 "auto = map on the CPU, vmap on accelerators.")
+                                 "auto = map on the CPU and for conv models on a GPU, else "
+                                 "vmap (bsgap/trials.py).")
 _ACCUMULATION_LOOP = flags.DEFINE_enum(
     "accumulation_loop", "auto", list(ACCUMULATION_LOOPS),
     "How the step loops over accumulation microbatches (bsgap/accumulation.py); auto = no loop "

@@ -4,13 +4,14 @@ One ``Trainer`` runs K >= 1 *trials* that share the model, dataset, batch layout
 differ only in per-trial hyperparameters (``TRIAL_FIELDS``: learning rate and its scaling rule,
 momentum, weight decay, warmup, seed, data seed, stopping rules). Their states are stacked on a
 leading trial axis and one compiled program steps them all (``vmap``, or a ``lax.map`` loop on the
-CPU, inside the per-device ``shard_map`` step; ``bsgap.trials.resolve_trials_loop``). Each trial
+CPU, inside the per-device ``shard_map`` step; ``bsgap.trials.choose_trials_loop``). Each trial
 keeps its own run directory, exactly as if it had run alone: config.json, metrics.jsonl,
 eval.jsonl, summary.json and its own checkpoints (its slice of the stacked state). A trial that
 diverges or stops is frozen on the device while the others go on. A plain run is the K = 1 case.
 
 Timing (wall-clock seconds, measured on process 0, shared by the trials of one program):
-  * ``compile_seconds``: ahead-of-time compilation of the train step (and the memory search);
+  * ``compile_seconds``: ahead-of-time compilation of the train and eval steps (and the memory
+    search);
   * ``train_seconds``: time inside training-step intervals, excluding compilation, evaluation and
     checkpointing -- ``seconds_to_target`` is this clock at the first evaluation that reaches
     ``target_accuracy``;
@@ -21,6 +22,7 @@ asynchronously in between.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -35,10 +37,14 @@ from bsgap.accumulation import resolve_accumulation_loop
 from bsgap.agreement import decided_by_process_0
 from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
+from bsgap.device_prefetch import DevicePrefetcher
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
+from bsgap.jax_settings import apply_jax_settings
 from bsgap.layout import bn_group_warning, describe_bn_group
-from bsgap.memory import choose_microbatch, device_memory_limit
+from bsgap.memory import (DEFAULT_HEADROOM_FRACTION, QUEUED_INPUT_BATCHES, MemoryBudget,
+                          check_same_microbatch, choose_microbatch, compiled_bytes,
+                          device_memory_limit, input_batch_bytes, require_memory_limit)
 from bsgap.models.conv_grad import resolve_conv_gradients
 from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
@@ -46,7 +52,7 @@ from bsgap.run_records import RunRecords, say
 from bsgap.scaling import schedule_factor_fn
 from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
-from bsgap.trials import over_trials, resolve_trials_loop, take_trial
+from bsgap.trials import choose_trials_loop, over_trials, take_trial
 from bsgap.workdir import WorkdirError, refuse_url_workdir, workdir_state
 
 
@@ -74,6 +80,9 @@ class Trainer(RunRecords):
     """``Trainer(config, workdir).run()`` for one run; ``Trainer.for_trials([(config, dir), ...])
     .run_all()`` for K trials in one compiled program."""
 
+    # Global batches made ahead in a background thread (bsgap/device_prefetch.py); 0: in the loop.
+    device_prefetch = QUEUED_INPUT_BATCHES
+
     def __init__(self, config, workdir: str, *, accumulation_loop: str = "auto",
                  conv_gradients: str = "auto", dry_run: bool = False):
         self._setup([(config, workdir)], accumulation_loop=accumulation_loop,
@@ -82,7 +91,8 @@ class Trainer(RunRecords):
     @classmethod
     def for_trials(cls, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
                    conv_gradients: str = "auto", dry_run: bool = False):
-        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU); ``resolve_trials_loop``.
+        """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU, and for conv models on a GPU;
+        ``choose_trials_loop``).
         ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
         (bsgap/models/conv_grad.py) choose how the step computes, never what: 'auto' is the
         measured fastest for the platform and layout. ``dry_run``: neither lock nor create the
@@ -98,7 +108,8 @@ class Trainer(RunRecords):
         if not specs:
             raise run_config.ConfigError("no trials given")
         platform = jax.devices()[0].platform
-        self.trials_loop = resolve_trials_loop(trials_loop, platform, len(specs))
+        self.trials_loop, self.trials_loop_reason = choose_trials_loop(
+            trials_loop, platform, len(specs), model=specs[0][0].get("model"))
         self.conv_gradients = resolve_conv_gradients(conv_gradients, platform)
         resolve_accumulation_loop(accumulation_loop, platform, 1)  # a bad name: refused now
         self.accumulation_request = accumulation_loop
@@ -108,6 +119,8 @@ class Trainer(RunRecords):
         check_shareable(configs)
         for _, w in specs:
             refuse_url_workdir(w)
+        # Precision and compilation cache, process-wide, before anything is compiled.
+        self.jax_settings = apply_jax_settings(configs[0])
         workdirs = [os.path.abspath(w) for _, w in specs]
         if len(set(workdirs)) != len(workdirs):
             raise WorkdirError(f"two trials share a workdir: {workdirs}")
@@ -131,12 +144,17 @@ class Trainer(RunRecords):
         self.modes = [d["mode"] for d in decided]
         self.finished_summaries = [d["summary"] for d in decided]
         self._num_specs = len(workdirs)
+        self.workdirs = workdirs
         self.config = configs[0]
         self.main = parallel.is_main_process()
         if all(s is not None for s in self.finished_summaries):
             self.trials = []   # every trial finished before: nothing to load or compile
             return
         self.num_devices = parallel.resolve_num_devices(self.config.num_devices)
+        # The per-device limit of every process alike (a collective on several processes); 'auto'
+        # without one is refused now, before the data is loaded or anything compiled.
+        self.memory_limit = self.config.memory_limit_bytes or device_memory_limit()
+        require_memory_limit(self.config.microbatch_size == "auto", self.memory_limit, platform)
         self.data = load_dataset_from_config(self.config, jax.process_count())
         self.trials = []
         for config, workdir in zip(configs, workdirs):
@@ -187,6 +205,7 @@ class Trainer(RunRecords):
         local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
         self.eval_fn = parallel.data_parallel(
             over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
+        self.eval_step = None   # compiled ahead by _compile (its footprint joins the budget)
 
     def compile(self):
         """Build the model, optimizer and initial state and compile the train step (``step_fn``);
@@ -226,13 +245,37 @@ class Trainer(RunRecords):
             return fn.lower(self.state, batch).compile()
 
         start = time.perf_counter()
-        limit = c.memory_limit_bytes or device_memory_limit()
-        layout, self.step_fn, self.step_bytes = choose_microbatch(
-            r.layout, compile_for, auto=c.microbatch_size == "auto", limit_bytes=limit, log=say)
+        auto = c.microbatch_size == "auto"
+        self.eval_step = self._compile_eval()
+        budget = None
+        if self.memory_limit is not None:
+            trials_per_batch = 1 if self.shared_data else self.num_trials
+            budget = MemoryBudget(
+                limit_bytes=self.memory_limit,
+                headroom_fraction=c.get("memory_headroom_fraction", DEFAULT_HEADROOM_FRACTION),
+                eval_step_bytes=compiled_bytes(self.eval_step),
+                queued_input_bytes=QUEUED_INPUT_BATCHES * input_batch_bytes(
+                    spec, r.layout.per_device_batch * trials_per_batch))
+        layout, self.step_fn, self.step_bytes, tried = choose_microbatch(
+            r.layout, compile_for, auto=auto, budget=budget, log=say)
+        if auto:
+            check_same_microbatch(layout.microbatch)   # every process, or none, goes on
+        self.memory_record = {"budget": None if budget is None else budget.to_json(),
+                              "tried": tried}
         for trial in self.trials:
             trial.resolved = dataclasses.replace(trial.resolved, layout=layout)
         self.resolved = self.trials[0].resolved
         self.compile_seconds = time.perf_counter() - start
+
+    def _eval_batch_spec(self) -> dict:
+        """Shapes of one global eval batch (the train example's keys and a float32 'mask')."""
+        sharding = parallel.batch_sharded(self.mesh)
+        spec = dict(self.data.element_spec, mask=((), np.dtype(np.float32)))
+        return {k: jax.ShapeDtypeStruct((self.config.eval_batch_size,) + tuple(shape), dtype,
+                                        sharding=sharding) for k, (shape, dtype) in spec.items()}
+
+    def _compile_eval(self):
+        return self.eval_fn.lower(self.state, self._eval_batch_spec()).compile()
 
     # ----------------------------------------------------------------------------- state slices
     def trial_state(self, k: int = 0):
@@ -250,11 +293,16 @@ class Trainer(RunRecords):
     # ----------------------------------------------------------------------------- records
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
-        totals = np.zeros((3, self.num_trials))
+        step = self.eval_step if self.eval_step is not None else self.eval_fn
+        sums = None
         for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
                                             jax.process_count()):
-            sums = jax.device_get(self.eval_fn(state, parallel.global_batch(self.mesh, batch)))
-            totals += np.stack([sums["loss_sum"], sums["correct"], sums["count"]])
+            batch_sums = step(state, parallel.global_batch(self.mesh, batch))
+            # Summed on the devices (float32: exact counts up to 2^24 examples), fetched once.
+            sums = batch_sums if sums is None else _add_sums(sums, batch_sums)
+        sums = jax.device_get(sums)
+        totals = np.stack([np.asarray(sums[k], np.float64)
+                           for k in ("loss_sum", "correct", "count")])
         count = int(round(totals[2, 0]))
         return [{"loss": float(totals[0, k] / count), "accuracy": float(totals[1, k] / count),
                  "num_examples": count} for k in range(self.num_trials)]
@@ -282,7 +330,7 @@ class Trainer(RunRecords):
             raise ValueError("this Trainer was made with dry_run=True: it describes a run, it "
                              "does not run one")
         try:
-            with stop_on_signals() as self._signals:
+            with stop_on_signals() as self._signals, contextlib.ExitStack() as self._exits:
                 out = self._run_all()
         except BaseException:
             self._release_locks(undo_create=True)
@@ -325,13 +373,19 @@ class Trainer(RunRecords):
                    disable=not (c.progress_bar and self.main), dynamic_ncols=True)
         self._postfix = {}   # the bar's latest train loss/accuracy/examples/s and eval accuracy
         pending, first_interval = [], True
-        t_last = time.perf_counter()
-        while step < total and any(t.running for t in self.trials):
+
+        def device_batch(step):
             host_batch = (streams[0].batch(step) if self.shared_data else
                           jax.tree_util.tree_map(lambda *xs: np.stack(xs),
                                                  *[s.batch(step) for s in streams]))
-            self.state, metrics = self.step_fn(
-                self.state, parallel.global_batch(self.mesh, host_batch, self._batch_spec()))
+            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
+
+        if self.device_prefetch:   # made in a background thread, this many steps ahead
+            device_batch = self._exits.enter_context(DevicePrefetcher(
+                device_batch, step, total, depth=self.device_prefetch)).get
+        t_last = time.perf_counter()
+        while step < total and any(t.running for t in self.trials):
+            self.state, metrics = self.step_fn(self.state, device_batch(step))
             pending.append(metrics)
             step += 1
             stop = self._signals.requested
@@ -405,6 +459,11 @@ class Trainer(RunRecords):
                 trial.checkpointer.save(step, self.trial_state(k), dataclasses.asdict(trial.host))
             if not trial.running:
                 self._close_trial(trial, step)
+
+@jax.jit
+def _add_sums(a: dict, b: dict) -> dict:
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
 
 def train(config, workdir: str) -> dict:
     return Trainer(config, workdir).run()

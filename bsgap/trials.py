@@ -14,6 +14,7 @@ import copy
 import os
 import re
 
+from bsgap.choices import CONV_MODELS
 from bsgap.run_config import ConfigError
 from bsgap.trial_fields import TRIAL_FIELDS
 
@@ -54,22 +55,41 @@ def expand_trials(config, root: str) -> list[tuple]:
 TRIALS_LOOPS = ("auto", "vmap", "map")
 
 
-def resolve_trials_loop(loop: str, platform: str, num_trials: int = 2) -> str:
-    """How one program steps its trials: ``vmap`` (one batched computation) or ``map`` (a loop).
+def choose_trials_loop(loop: str, platform: str, num_trials: int = 2, *,
+                       model: str) -> tuple[str, str]:
+    """How one program steps its trials, and why: ``(vmap | map, reason)`` (the reason goes to
+    config.json's ``environment.trials_loop_reason``).
 
-    ``auto`` picks ``map`` for several trials on the CPU and ``vmap`` otherwise (one trial is never
-    vmapped: ``over_trials`` indexes it out). Measured on 2 CPU cores with the fast step
-    (BENCHMARKS.md, 2026-12-01): vmapping the 1-D CNN over 16 trials made each example 2.4-2.8x
-    dearer than the looped program (XLA:CPU batches the trials' different kernels as grouped
-    convolutions: 1,455 vs 4,090 steady examples/s per trial), so ``map`` gives 5.1x the trials per
-    hour of one-by-one runs and ``vmap`` 2.7x (both share start-up, compilation and evaluation).
-    On an accelerator a small model leaves the device idle, which is what ``vmap`` fills.
+    ``vmap`` batches the trials into one computation; ``map`` loops over them (``lax.map``).
+    ``auto``, for several trials:
+      * CPU: ``map``. Measured on 2 CPU cores with the fast step (BENCHMARKS.md, 2026-12-01):
+        vmapping the 1-D CNN over 16 trials made each example 2.4-2.8x dearer than the looped
+        program (XLA:CPU batches the trials' different kernels as grouped convolutions: 1,455 vs
+        4,090 steady examples/s per trial), so ``map`` gives 5.1x the trials per hour of one-by-one
+        runs and ``vmap`` 2.7x (both share start-up, compilation and evaluation).
+      * GPU and a model with convolutions (``CONV_MODELS``): ``map``. The vmapped trials'
+        convolutions become grouped convolutions, whose backward pass cuDNN runs about as slowly
+        as the ungrouped ones (jax-ml/jax#13800), so vmap would not pay; not measured here, and
+        until a measurement says otherwise it is not chosen.
+      * otherwise (TPU; the MLP on a GPU): ``vmap``, which fills a device a small model leaves
+        idle (not measured against ``map`` on an accelerator).
+    One trial is never vmapped (``over_trials`` indexes it out), whatever the loop.
     """
     if loop not in TRIALS_LOOPS:
         raise ConfigError(f"trials_loop={loop!r} is not one of {TRIALS_LOOPS}")
-    if loop == "auto":
-        return "map" if platform == "cpu" and num_trials > 1 else "vmap"
-    return loop
+    if loop != "auto":
+        return loop, f"trials_loop={loop!r} was asked for"
+    if num_trials == 1:
+        return "vmap", "one trial: stepped alone (indexed out of the trial axis)"
+    if platform == "cpu":
+        return "map", ("auto on the CPU: vmapped trials' convolutions run as grouped "
+                       "convolutions, measured 2.4-2.8x slower per example (BENCHMARKS.md)")
+    if platform == "gpu" and model in CONV_MODELS:
+        return "map", (f"auto on a GPU with a convolutional model ({model}): vmapped trials become "
+                       "grouped convolutions, whose backward pass cuDNN runs about as slowly as "
+                       "ungrouped (jax-ml/jax#13800); vmap not chosen until measured to pay")
+    return "vmap", (f"auto on {platform} with {model}: vmap fills the device (not measured "
+                    "against map here)")
 
 
 def over_trials(fn, loop: str, shared_batch: bool):

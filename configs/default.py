@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.pixel_std = ()
     c.cache = "auto"                    # auto | memory | none: decoded split in host memory
     c.shuffle_buffer = 10_000           # streamed datasets: records per shuffle window
+    c.data_threads = 48                 # tf.data private thread pool, 1 thread per op (0: uncapped)
     # Model.
     c.model = "cnn1d"
     c.model_kwargs = ml_collections.ConfigDict({"channels": 32})
@@ -33,11 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.ghost_batch_size = 16             # the study's: the BN batch is 16 at every B and layout
     c.dropout_rate = 0.0
     c.dtype = "float32"                 # float32 | bfloat16 (bf16 compute, fp32 params and loss)
+    c.matmul_precision = placeholder(object)   # None: JAX default; highest|high|... (choices.py)
     # Batch layout.
     c.batch_size = 128                  # global batch B
     c.microbatch_size = placeholder(object)    # per device per accumulation step; None | int | 'auto'
     c.num_devices = 0                   # 0 = all devices
     c.memory_limit_bytes = placeholder(object) # for microbatch_size='auto' (None: the device's)
+    c.memory_headroom_fraction = 0.1    # 'auto' leaves this share of the limit free (bsgap/memory.py)
     # Learning rate and budget.
     c.optimizer = "momentum"            # sgd | momentum | nesterov | adam | adamw
     c.learning_rate = 0.05              # at reference_batch_size
@@ -73,4 +76,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.noise_ema_decay = 0.95            # EMA of the online two-batch noise estimators
     c.tensorboard = True
     c.progress_bar = True
+    c.compilation_cache_dir = placeholder(object)  # JAX's persistent cache dir (None: JAX's own)
     return c

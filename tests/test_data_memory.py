@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from bsgap.data import ArraySplit, TrainStream, load_dataset
+from bsgap.data import ArraySplit, DataError, TrainStream, load_dataset
 from bsgap.data.indexed import FileSplit, IndexedTrainStream
 from bsgap.data.streaming import TfdsSplit
 from bsgap.data.testing import write_image_folder
@@ -150,3 +150,27 @@ def test_live_streams_are_abandoned_not_destroyed_at_exit(folder):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["abandoned", "2"]  # the closed stream had nothing to keep
     assert "FAILED_PRECONDITION" not in done.stderr
+
+
+def test_data_threads_cap_the_pipelines(data_dir):
+    """config data_threads: every tf.data pipeline (in-memory and streamed, train and eval) gets
+    a private pool of that many threads and one thread per op; 0 keeps tf.data's defaults."""
+    from bsgap.data.indexed import indexed_eval_dataset
+    from bsgap.data.streaming import streaming_eval_dataset
+
+    for cache in ("memory", "none"):
+        for threads in (6, 0):
+            ds = _digits32(data_dir, augment="cifar", cache=cache, data_threads=threads)
+            evaluate = indexed_eval_dataset if cache == "memory" else streaming_eval_dataset
+            for pipeline in (ds.train_stream(12, 0).dataset(0),
+                             evaluate(ds.eval, ds.preprocess, 12, threads=ds.data_threads)):
+                options = pipeline.options().threading
+                if threads:
+                    assert options.private_threadpool_size == 6, cache
+                    assert options.max_intra_op_parallelism == 1, cache
+                else:
+                    assert options.private_threadpool_size is None, cache
+                    assert options.max_intra_op_parallelism is None, cache
+    assert load_dataset("sklearn_digits", data_dir=data_dir).data_threads == 48
+    with pytest.raises(DataError, match=r"data_threads=-1 must be an integer >= 0"):
+        _digits32(data_dir, data_threads=-1)

@@ -7,24 +7,34 @@ import pytest
 
 from bsgap import logbook
 from bsgap.layout import LayoutError
+from bsgap.memory import compiled_bytes
 from bsgap.trainer import Trainer
 from helpers import drive_steps, mean_loss_grad, tiny_config
 
 
 def _footprint(data_dir, tmp_path, micro):
+    """(train step bytes, eval step bytes) per device of the digits MLP with this microbatch."""
     config = tiny_config(data_dir, normalization="ghost", ghost_batch_size=4, batch_size=64,
                          microbatch_size=micro, num_devices=1)
     # The 'auto' search compiles with lax.scan (bounded memory; bsgap/accumulation.py), so its
     # footprints are the scanned ones: an unrolled loop may keep microbatches live together.
     trainer = Trainer(config, str(tmp_path / f"m{micro}"), accumulation_loop="scan")
     trainer.compile()
-    return trainer.step_bytes
+    trainer.release()
+    return trainer.step_bytes, compiled_bytes(trainer.eval_step)
 
 
 def test_auto_microbatch_picks_largest_that_fits(data_dir, tmp_path):
-    sizes = {m: _footprint(data_dir, tmp_path, m) for m in (64, 32, 16)}
-    assert sizes[64] > sizes[32] > sizes[16]
-    limit = (sizes[32] + sizes[64]) // 2
+    """The budget: max(train step, eval step) + 2 queued batches within 90% of the limit. The
+    limit is put where 64 fits 100% of it but not 90%, so only the headroom makes it pick 32."""
+    measured = {m: _footprint(data_dir, tmp_path, m) for m in (64, 32, 16)}
+    sizes = {m: train for m, (train, _) in measured.items()}
+    eval_bytes = measured[64][1]
+    assert sizes[64] > sizes[32] > sizes[16] and {e for _, e in measured.values()} == {eval_bytes}
+    queued = 2 * 64 * (8 * 8 * 4 + 4)     # two per-device batches: 8x8 float32 image, int32 label
+    need = {m: max(sizes[m], eval_bytes) + queued for m in sizes}
+    limit = int((need[32] + need[64]) / 2 / 0.9)
+    assert need[64] <= limit and need[64] > 0.9 * limit >= need[32]
     config = tiny_config(data_dir, normalization="ghost", ghost_batch_size=4, batch_size=64,
                          microbatch_size="auto", memory_limit_bytes=limit, num_devices=1,
                          num_steps=2)
@@ -34,10 +44,21 @@ def test_auto_microbatch_picks_largest_that_fits(data_dir, tmp_path):
     assert (lay.microbatch, lay.accumulation_steps, lay.batch_size) == (32, 2, 64)
     stored = logbook.read_json(str(tmp_path / "auto" / "config.json"))
     assert stored["resolved"]["layout"]["microbatch"] == 32 and summary["status"] == "complete"
+    assert stored["memory"]["budget"] == {
+        "limit_bytes": limit, "headroom_fraction": 0.1, "eval_step_bytes": eval_bytes,
+        "queued_input_bytes": queued, "usable_bytes": int(limit * 0.9)}
+    # 64 is one microbatch, compiled without a loop there (with a one-step scan above).
+    assert [m for m, _ in stored["memory"]["tried"]] == [64, 32]
+    assert stored["memory"]["tried"][1][1] == sizes[32]
 
-    config.microbatch_size = 64
+    config.microbatch_size = 64       # an explicit microbatch is held to the whole limit
+    config.memory_limit_bytes = need[64] - 1
     with pytest.raises(LayoutError, match=r"microbatch 64 needs .*microbatch_size=auto"):
         Trainer(config, str(tmp_path / "explicit")).run()
+    config.microbatch_size, config.memory_limit_bytes = "auto", None   # the CPU reports no limit
+    with pytest.raises(LayoutError, match=r"set --config.memory_limit_bytes"):
+        Trainer(config, str(tmp_path / "no-limit"))
+    assert not (tmp_path / "no-limit").exists()
 
 
 def test_online_noise_scale_ema_over_steps_matches_two_batch_estimator(data_dir, tmp_path):

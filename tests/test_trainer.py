@@ -158,9 +158,14 @@ def test_eval_counts_every_example_once(data_dir, tmp_path, eval_batch):
     trainer.run()
     result = trainer.evaluate(trainer.state)[0]
     assert result["num_examples"] == 360
-    # Independent computation on the host, over the whole split at once.
+    # Independent computation on the host, over the whole split at once: the sums the devices
+    # accumulated over the padded batches (fetched once) against one float64 pass.
     data = trainer.data.eval.arrays
     logits = trainer.model.apply({"params": jax.device_get(trainer.trial_state(0).params)},
                                  data["image"], train=False)
-    expected = float(np.mean(np.argmax(np.asarray(logits), -1) == data["label"]))
+    logits = np.asarray(logits, np.float64)
+    expected = float(np.mean(np.argmax(logits, -1) == data["label"]))
     assert result["accuracy"] == pytest.approx(expected, abs=1e-6)
+    log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    loss = float(np.mean(log_z - logits[np.arange(360), data["label"]]))
+    assert result["loss"] == pytest.approx(loss, rel=1e-5)

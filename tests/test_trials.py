@@ -149,13 +149,25 @@ def test_trial_overrides_are_checked(data_dir, tmp_path):
 
 
 def test_trials_loop_choice():
-    from bsgap.trials import resolve_trials_loop
+    """'auto' for every (platform, model kind): never vmap on the CPU (measured slower) nor for a
+    conv model on a GPU (grouped convolutions, jax-ml/jax#13800); the reason names why."""
+    from bsgap.choices import CONV_MODELS, MODEL_NAMES
+    from bsgap.trials import choose_trials_loop
 
-    assert resolve_trials_loop("auto", "cpu") == "map"
-    assert resolve_trials_loop("auto", "cpu", num_trials=1) == "vmap"  # every plain run
-    assert resolve_trials_loop("auto", "gpu") == "vmap"
-    assert resolve_trials_loop("auto", "tpu") == "vmap"
-    assert resolve_trials_loop("vmap", "cpu") == "vmap"
+    assert set(MODEL_NAMES) - set(CONV_MODELS) == {"mlp"}
+    expected = {("cpu", "conv"): "map", ("cpu", "mlp"): "map", ("gpu", "conv"): "map",
+                ("gpu", "mlp"): "vmap", ("tpu", "conv"): "vmap", ("tpu", "mlp"): "vmap"}
+    for model in MODEL_NAMES:
+        kind = "mlp" if model == "mlp" else "conv"
+        for platform in ("cpu", "gpu", "tpu"):
+            loop, why = choose_trials_loop("auto", platform, model=model)
+            assert loop == expected[platform, kind], (platform, model)
+            assert platform in why.lower() and (platform != "gpu" or kind == "mlp"
+                                                or "jax-ml/jax#13800" in why and model in why)
+            # One trial is the plain step; an explicit loop is taken as asked.
+            assert choose_trials_loop("auto", platform, 1, model=model)[0] == "vmap"
+            assert choose_trials_loop("vmap", platform, model=model) == (
+                "vmap", "trials_loop='vmap' was asked for")
     with pytest.raises(ConfigError,
                        match=r"trials_loop='scan' is not one of \('auto', 'vmap', 'map'\)"):
-        resolve_trials_loop("scan", "cpu")
+        choose_trials_loop("scan", "cpu", model="mlp")

@@ -33,6 +33,7 @@ from bsgap.data.sources import ArraySplit, TrainStream, eval_batches
 
 CACHE_CHOICES = ("auto", "memory", "none")
 CACHE_MAX_BYTES = 2 << 30
+DEFAULT_DATA_THREADS = 48   # tf.data's private thread pool (config data_threads; big_vision's 48)
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class Dataset:
     eval_split: str
     preprocess: Preprocess | None = None   # None: arrays are final (numpy batches)
     shuffle_buffer: int = 10_000
+    data_threads: int = DEFAULT_DATA_THREADS   # tf.data pipelines' private pool; 0: uncapped
 
     def train_stream(self, global_batch: int, seed: int, process_index: int = 0,
                      process_count: int = 1):
@@ -55,11 +57,12 @@ class Dataset:
         if isinstance(self.train, TfdsSplit):
             return StreamingTrainStream(self.train, self.preprocess, global_batch, seed,
                                         process_index, process_count,
-                                        shuffle_buffer=self.shuffle_buffer)
+                                        shuffle_buffer=self.shuffle_buffer,
+                                        threads=self.data_threads)
         from bsgap.data.indexed import IndexedTrainStream
 
         return IndexedTrainStream(self.train, self.preprocess, global_batch, seed,
-                                  process_index, process_count)
+                                  process_index, process_count, threads=self.data_threads)
 
     def eval_batches(self, global_batch: int, process_index: int = 0, process_count: int = 1):
         """Padded batches covering the eval split once across processes (with 'mask')."""
@@ -69,12 +72,12 @@ class Dataset:
 
         if isinstance(self.eval, TfdsSplit):
             ds = streaming_eval_dataset(self.eval, self.preprocess, global_batch,
-                                        process_index, process_count)
+                                        process_index, process_count, threads=self.data_threads)
         else:
             from bsgap.data.indexed import indexed_eval_dataset
 
             ds = indexed_eval_dataset(self.eval, self.preprocess, global_batch, process_index,
-                                      process_count)
+                                      process_count, threads=self.data_threads)
         return ds.as_numpy_iterator()
 
     @property
@@ -135,10 +138,14 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
                  train_split: str = "train", manual_dir=None, augment: str = "none",
                  image_size=None, cache: str = "auto", pixel_mean=(), pixel_std=(),
                  download: bool = False, process_count: int = 1,
-                 shuffle_buffer: int = 10_000) -> Dataset:
+                 shuffle_buffer: int = 10_000,
+                 data_threads: int = DEFAULT_DATA_THREADS) -> Dataset:
     """Open (preparing where allowed) a dataset and choose how to hold and preprocess it."""
     if cache not in CACHE_CHOICES:
         raise DataError(f"cache={cache!r} is not one of {CACHE_CHOICES}")
+    if isinstance(data_threads, bool) or not isinstance(data_threads, int) or data_threads < 0:
+        raise DataError(f"data_threads={data_threads!r} must be an integer >= 0 (0: tf.data's "
+                        "own thread pools, uncapped)")
     try:
         p = Preprocess(augment=augment, image_size=image_size, pixel_mean=tuple(pixel_mean),
                        pixel_std=tuple(pixel_std))
@@ -149,7 +156,8 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
 
         train, evaluation, names = image_folder(manual_dir, train_split, eval_split)
         _check_shape(name, p, (None, None, 3))
-        return Dataset(name, FileSplit(*train), FileSplit(*evaluation), len(names), eval_split, p)
+        return Dataset(name, FileSplit(*train), FileSplit(*evaluation), len(names), eval_split, p,
+                       data_threads=data_threads)
 
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir,
                                download=download, process_count=process_count)
@@ -175,7 +183,7 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
         train = _load_arrays(builder, train_split, p, final)
         evaluation = _load_arrays(builder, eval_split, p, final)
         return Dataset(name, train, evaluation, num_classes, eval_split,
-                       None if final else p, shuffle_buffer)
+                       None if final else p, shuffle_buffer, data_threads)
     from bsgap.data.streaming import TfdsSplit
 
     if getattr(info.file_format, "value", info.file_format) != "tfrecord":
@@ -184,7 +192,7 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
                         "cache='memory')")
     return Dataset(name, TfdsSplit(builder, train_split, sizes[0]),
                    TfdsSplit(builder, eval_split, sizes[1]), num_classes, eval_split, p,
-                   shuffle_buffer)
+                   shuffle_buffer, data_threads)
 
 
 def _check_shape(name, p: Preprocess, shape) -> None:
@@ -207,8 +215,9 @@ def load_dataset_from_config(config, process_count: int = 1) -> Dataset:
         augment=get("augment", "none"), image_size=get("image_size"),
         cache=get("cache", "auto"), pixel_mean=tuple(get("pixel_mean", ())),
         pixel_std=tuple(get("pixel_std", ())), download=get("download", False),
-        process_count=process_count, shuffle_buffer=get("shuffle_buffer", 10_000))
+        process_count=process_count, shuffle_buffer=get("shuffle_buffer", 10_000),
+        data_threads=get("data_threads", DEFAULT_DATA_THREADS))
 
 
-__all__ = ["ArraySplit", "CACHE_CHOICES", "DataError", "Dataset", "PRESETS", "Preprocess",
+__all__ = ["ArraySplit", "CACHE_CHOICES", "DEFAULT_DATA_THREADS", "DataError", "Dataset", "PRESETS", "Preprocess",
            "TrainStream", "eval_batches", "load_dataset", "load_dataset_from_config"]

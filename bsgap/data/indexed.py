@@ -37,10 +37,18 @@ class FileSplit:
         return int(self.labels.shape[0])
 
 
-def finish(ds: tf.data.Dataset, rows: int) -> tf.data.Dataset:
-    """Batch to this process's rows (whole batches only) and prefetch, deterministically."""
+def finish(ds: tf.data.Dataset, rows: int, threads: int = 0) -> tf.data.Dataset:
+    """Batch to this process's rows (whole batches only) and prefetch, deterministically.
+
+    ``threads`` > 0 (config ``data_threads``) gives the pipeline a private pool of that many
+    threads and one thread per op (``max_intra_op_parallelism=1``), as big_vision does: without
+    it, every AUTOTUNE map sizes itself to the host's cores, and on a large host the pipeline can
+    take them all from the training process. 0 leaves tf.data's defaults (uncapped)."""
     options = tf.data.Options()
     options.deterministic = True
+    if threads:
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
     return ds.batch(rows, drop_remainder=True).prefetch(AUTOTUNE).with_options(options)
 
 
@@ -131,7 +139,8 @@ class IndexedTrainStream(StepStream):
     """This process's rows of the global batch at each step, preprocessed by ``preprocess``."""
 
     def __init__(self, split, preprocess: augment.Preprocess, global_batch: int, seed: int,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, *, threads: int = 0):
+        self.threads = threads
         self.order = TrainStream(split, global_batch, seed, process_index, process_count)
         self.split, self.preprocess, self.seed = split, preprocess, seed
         self.process = (process_index, process_count)
@@ -169,11 +178,12 @@ class IndexedTrainStream(StepStream):
         ds = tf.data.Dataset.from_generator(lambda: self._host_rows(start_step),
                                             output_signature=signature)
         ds = ds.unbatch().map(per_example, num_parallel_calls=AUTOTUNE, deterministic=True)
-        return finish(ds, self.rows)
+        return finish(ds, self.rows, self.threads)
 
 
 def indexed_eval_dataset(split, preprocess: augment.Preprocess, global_batch: int,
-                         process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+                         process_index: int = 0, process_count: int = 1, *,
+                         threads: int = 0) -> tf.data.Dataset:
     """Padded global batches over the whole split (as ``eval_batches``), preprocessed for eval.
 
     Batch ``k`` holds split rows ``k*B .. k*B+B-1`` (wrapping around to pad the last batch);
@@ -199,4 +209,4 @@ def indexed_eval_dataset(split, preprocess: augment.Preprocess, global_batch: in
     signature = dict(signature, mask=tf.TensorSpec((None,), tf.float32))
     ds = tf.data.Dataset.from_generator(host_rows, output_signature=signature)
     return finish(ds.unbatch().map(per_example, num_parallel_calls=AUTOTUNE,
-                                   deterministic=True), rows)
+                                   deterministic=True), rows, threads)

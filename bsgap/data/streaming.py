@@ -133,13 +133,14 @@ class StreamingTrainStream(StepStream):
 
     def __init__(self, split: TfdsSplit, preprocess: augment.Preprocess, global_batch: int,
                  seed: int, process_index: int = 0, process_count: int = 1, *,
-                 cycle_length: int = 16, shuffle_buffer: int = 10_000):
+                 cycle_length: int = 16, shuffle_buffer: int = 10_000, threads: int = 0):
         if global_batch % process_count:
             raise ValueError(f"batch_size={global_batch} is not divisible by "
                              f"{process_count} processes")
         self.split, self.preprocess, self.seed = split, preprocess, seed
         self.process_index, self.rows = process_index, global_batch // process_count
         self.cycle_length, self.shuffle_buffer = cycle_length, shuffle_buffer
+        self.threads = threads   # tf.data's private pool (indexed.finish)
         self.blocks = split.blocks(process_index, process_count)
         smallest = min(split.shard_sizes(process_count))
         if self.rows > smallest:
@@ -187,11 +188,12 @@ class StreamingTrainStream(StepStream):
 
         ds = self.records(start_step).map(per_example, num_parallel_calls=AUTOTUNE,
                                            deterministic=True)
-        return finish(ds, self.rows)
+        return finish(ds, self.rows, self.threads)
 
 
 def streaming_eval_dataset(split: TfdsSplit, preprocess: augment.Preprocess, global_batch: int,
-                           process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+                           process_index: int = 0, process_count: int = 1, *,
+                           threads: int = 0) -> tf.data.Dataset:
     """This process's shard of the whole split once, padded to the batch count all processes share.
 
     Every process yields ceil(largest shard / rows) batches; ``mask`` is 1 for the real examples,
@@ -218,4 +220,4 @@ def streaming_eval_dataset(split: TfdsSplit, preprocess: augment.Preprocess, glo
     pad = tf.data.Dataset.from_tensors({"image": tf.zeros(out_shape, tf.float32),
                                         "label": tf.constant(0, tf.int32),
                                         "mask": tf.constant(0.0)}).repeat()
-    return finish(real.concatenate(pad).take(num_batches * rows), rows)
+    return finish(real.concatenate(pad).take(num_batches * rows), rows, threads)

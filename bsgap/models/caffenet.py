@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import Conv, default_example_ids, make_norm
+from bsgap.models.layers import Conv, classifier_head, default_example_ids, make_norm
 from bsgap.models.norm import PerExampleDropout
 
 _CONVS = ((96, 11, 4, "VALID", True), (256, 5, 1, [(2, 2), (2, 2)], True),
@@ -54,4 +54,4 @@ class CaffeNet128(nn.Module):
             x = nn.Dense(self.fc_width, use_bias=self.normalization == "none", dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
             x = PerExampleDropout(self.dropout_rate)(x, train, ids)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return classifier_head(self.num_classes)(x)

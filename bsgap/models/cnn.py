@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import Conv, default_example_ids, make_norm
+from bsgap.models.layers import Conv, classifier_head, default_example_ids, make_norm
 from bsgap.models.norm import PerExampleDropout
 
 
@@ -41,7 +41,7 @@ class KeskarC1(nn.Module):
             x = nn.Dense(width, use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(make_norm(self)(x, train))
             x = PerExampleDropout(self.dropout_rate)(x, train, ids)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return classifier_head(self.num_classes)(x)
 
 
 class CNN1D(nn.Module):
@@ -64,4 +64,4 @@ class CNN1D(nn.Module):
             x = nn.relu(make_norm(self)(x, train))
         x = x.reshape((x.shape[0], -1))
         x = PerExampleDropout(self.dropout_rate)(x, train, ids)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return classifier_head(self.num_classes)(x)

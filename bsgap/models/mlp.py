@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import default_example_ids, make_norm
+from bsgap.models.layers import classifier_head, default_example_ids, make_norm
 from bsgap.models.norm import PerExampleDropout
 
 
@@ -27,4 +27,4 @@ class MLP(nn.Module):
             x = make_norm(self)(x, train)
             x = nn.relu(x)
             x = PerExampleDropout(self.dropout_rate)(x, train, ids)
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return classifier_head(self.num_classes)(x)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from bsgap.models.layers import Conv, make_norm
+from bsgap.models.layers import Conv, classifier_head, make_norm
 
 
 class _Block(nn.Module):
@@ -71,4 +71,4 @@ class ResNet(nn.Module):
                 x = _Block(width, strides, self.bottleneck, self.normalization,
                            self.ghost_batch_size, self.dtype)(x, train)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, dtype=self.dtype)(x).astype(jnp.float32)
+        return classifier_head(self.num_classes)(x)
