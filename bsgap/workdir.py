@@ -23,13 +23,26 @@ def plain_config(config) -> dict:
     return json.loads(json.dumps(config.to_dict(), sort_keys=True))
 
 
+# Config fields added after runs were first written, with the value that does what runs without
+# the field did (none of them changes a result): a stored config without the field is the same run
+# as a new one that leaves it at this value, so older run directories still resume.
+FIELDS_ADDED_LATER = {"data_threads": 48, "matmul_precision": None,
+                      "memory_headroom_fraction": 0.1, "compilation_cache_dir": None}
+
+
+def absent_means_same(key: str, stored: dict, value) -> bool:
+    """``key`` is missing from a stored config and ``value`` is what runs without it did."""
+    return (key not in stored and key in FIELDS_ADDED_LATER
+            and value == FIELDS_ADDED_LATER[key])
+
+
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += _diff(a, b, f"{prefix}{key}.")
-        elif a != b:
+        elif a != b and not (not prefix and absent_means_same(key, old, b)):
             out.append(f"{prefix}{key}: {a!r} in the run vs {b!r} now")
     return out
 

@@ -65,9 +65,14 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def config_differences(stored: dict, expected: dict) -> list[str]:
+    """Fields that differ; a field added to bsgap after the run was written counts as the same
+    when the sweep leaves it at what runs without it did (bsgap.workdir.FIELDS_ADDED_LATER)."""
+    from bsgap.workdir import absent_means_same
+
     a, b = _flatten(stored), _flatten(expected)
     return [f"{k}: {a.get(k, '<absent>')!r} in the run vs {b.get(k, '<absent>')!r} in the sweep"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")
+            and not absent_means_same(k, a, b.get(k, "<absent>"))]
 
 
 def latest_checkpoint_step(workdir: str) -> int | None:

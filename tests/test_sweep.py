@@ -179,7 +179,7 @@ def test_dry_run_prints_each_trial_and_command_and_writes_nothing(tmp_path):
         cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"sweep {sweep_path}: 4 trial(s) in {root} (4 new)"
+    assert lines[0] == f"sweep {sweep_path}: 4 of 12 trials (--only) in {root} (4 new)"
     assert lines[1] == "[4] bs16-sqrt-s0: new"
     assert lines[2] == "    " + shlex.join([
         sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
@@ -366,3 +366,25 @@ def test_tpu_worker_setup_commands(tmp_path, gcsfuse_help, no_cache):
         ["gcsfuse", "--implicit-dirs", "--rename-dir-limit=1000000", *no_cache, "--only-dir",
          "bsgap", "my-bucket", "/mnt/bsgap"],
         ["mkdir", "-p", "/mnt/bsgap/runs", "/mnt/bsgap/tensorflow_datasets"]]
+
+
+@pytest.mark.parametrize("part", ["study_fig8", "study_steps_to_target"])
+def test_committed_study_runs_are_still_finished_trials(part):
+    """The committed study's run directories (written before fields such as data_threads and
+    matmul_precision existed, and before the default's ghost_batch_size=16) are the trials its
+    sweep file expands to today: finished, not conflicts, so rerunning the study redoes nothing."""
+    from bsgap.workdir import check_workdir
+    from launch.state import trial_state
+
+    sweep = spec.load_sweep(os.path.join(ROOT, "configs", "sweeps", f"{part}.py"))
+    root = os.path.join(ROOT, "results", "embedded", part)
+    trials = spec.expand(sweep)
+    states = {t.name: trial_state(os.path.join(root, t.name), spec.expected_config(sweep, t))
+              for t in trials}
+    assert {s.kind for s in states.values()} == {"finished"}, \
+        {n: s.detail for n, s in states.items() if s.kind != "finished"}
+    first = trials[0]
+    assert check_workdir(os.path.join(root, first.name),
+                         spec.parse_cli_config(spec.trial_command(
+                             sweep, first, root, python="x", config=spec.config_path(
+                                 sweep.config)))) == "resume"
