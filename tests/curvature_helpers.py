@@ -64,12 +64,13 @@ def least_squares_problem(dim: int = 6, sizes=(5, 5, 2), seed: int = 0):
     return loss_fn, params, batches, x.T @ x / n
 
 
-def mlp_init(seed: int = 0, sizes=(4, 5, 3)) -> dict:
+def mlp_init(seed: int = 0, sizes=(4, 5, 3), dtype=jnp.float32) -> dict:
+    """A one-hidden-layer tanh MLP's parameters (w0, b0, w1, b1), N(0, 1/fan_in) weights."""
     rng = np.random.default_rng(seed)
     params = {}
     for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params[f"w{i}"] = jnp.asarray(rng.standard_normal((m, n)) / np.sqrt(m), jnp.float32)
-        params[f"b{i}"] = jnp.asarray(0.1 * rng.standard_normal(n), jnp.float32)
+        params[f"w{i}"] = jnp.asarray(rng.standard_normal((m, n)) / np.sqrt(m), dtype)
+        params[f"b{i}"] = jnp.asarray(0.1 * rng.standard_normal(n), dtype)
     return params
 
 
@@ -79,7 +80,7 @@ def mlp_logits(params, x):
 
 
 def mlp_loss(params, batch):
-    """Mean softmax cross-entropy of the 4-5-3 tanh MLP."""
+    """Mean softmax cross-entropy of the tanh MLP."""
     logp = jax.nn.log_softmax(mlp_logits(params, batch["x"]))
     return -jnp.mean(jnp.take_along_axis(logp, batch["y"][:, None], axis=1))
 

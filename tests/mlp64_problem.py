@@ -14,28 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from curvature_helpers import mlp_init, mlp_logits, mlp_loss
+
 SIZES = (8, 24, 5)
 NUM_EXAMPLES = 300
 
 
 def init_params(seed: int = 0, sizes=SIZES) -> dict:
-    rng = np.random.default_rng(seed)
-    params = {}
-    for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        params[f"w{i}"] = jnp.asarray(rng.standard_normal((m, n)) / np.sqrt(m), jnp.float64)
-        params[f"b{i}"] = jnp.asarray(0.1 * rng.standard_normal(n), jnp.float64)
-    return params
+    return mlp_init(seed, sizes, jnp.float64)
 
 
-def logits(params, x):
-    h = jnp.tanh(x @ params["w0"] + params["b0"])
-    return h @ params["w1"] + params["b1"]
-
-
-def loss(params, batch):
-    """Mean softmax cross-entropy over the batch."""
-    logp = jax.nn.log_softmax(logits(params, batch["x"]))
-    return -jnp.mean(jnp.take_along_axis(logp, batch["y"][:, None], axis=1))
+logits, loss = mlp_logits, mlp_loss   # mean softmax cross-entropy over the batch
 
 
 def data(seed: int = 1, num_examples: int = NUM_EXAMPLES) -> dict:

@@ -176,31 +176,19 @@ def test_two_processes_agree_on_the_layout(tmp_path):
     64; microbatches that differ between the processes are refused on both, naming each."""
     import json
     import os
-    import subprocess
     import sys
 
     from helpers import ROOT
-    from test_multiprocess import _free_port
+    from local_cluster import cluster_env, free_port, run_processes
 
     limits = (150_000_000_007, 80_000_000_003)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", NPROC="16",
-               JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
-    address = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "memory_agreement_process.py"), address,
-         str(i), str(limits[i])], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outputs = []
-    try:
-        outputs = [proc.communicate(timeout=120)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    address = f"127.0.0.1:{free_port()}"
+    outputs = run_processes([[sys.executable, os.path.join(ROOT, "tests",
+                                                           "memory_agreement_process.py"),
+                              address, str(i), str(limits[i])] for i in range(2)],
+                            cluster_env(1, PYTHONPATH=ROOT), cwd=str(tmp_path), timeout=120)
     results = []
-    for proc, out in zip(procs, outputs):
-        assert proc.returncode == 0, out[-3000:]
+    for out in outputs:
         results.append(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
     for r in results:
         assert r["agreed_limit"] == min(limits) and r["chosen"] == 32

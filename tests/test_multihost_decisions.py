@@ -4,7 +4,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 
@@ -18,7 +17,7 @@ from bsgap.data import catalog
 from bsgap.trainer import Trainer
 from bsgap.workdir import plain_config
 from helpers import ROOT, tiny_config
-from test_multiprocess import _free_port
+from local_cluster import cluster_env, free_port, run_processes
 
 def test_process_1_follows_process_0s_view(data_dir, tmp_path):
     config = tiny_config(data_dir, num_steps=20, checkpoint_every_steps=10, eval_every_steps=10)
@@ -34,28 +33,14 @@ def test_process_1_follows_process_0s_view(data_dir, tmp_path):
             "interrupted": str(interrupted), "new": str(tmp_path / "new"),
             "expected": plain_config(config), "empty_data_dir": str(tmp_path / "tfds")}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    port = _free_port()
+    port = free_port()
     # Unoptimized XLA:CPU code compiles ~3x faster; nothing here depends on its speed.
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1 "
-               "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-               NPROC="16",
-               JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "multihost_decisions_worker.py"), str(port),
-         str(i), str(tmp_path / "spec.json"), str(tmp_path / f"out{i}.json")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=300)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for i, (proc, out) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"process {i}:\n{out[-3000:]}"
+    env = cluster_env(1, PYTHONPATH=ROOT)
+    env["XLA_FLAGS"] += (" --xla_backend_optimization_level=0"
+                         " --xla_llvm_disable_expensive_passes=true")
+    run_processes([[sys.executable, os.path.join(ROOT, "tests", "multihost_decisions_worker.py"),
+                    str(port), str(i), str(tmp_path / "spec.json"), str(tmp_path / f"out{i}.json")]
+                   for i in range(2)], env)
     out = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(2)]
     assert [o["devices"] for o in out] == [2, 2]
 

@@ -7,8 +7,6 @@ process 0 may write the run's JSON files.
 """
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import jax
@@ -19,17 +17,12 @@ from bsgap import parallel
 from bsgap.checkpoint import restore_numpy
 from bsgap.trainer import Trainer
 from helpers import ROOT, load_config
+from local_cluster import cluster_env, free_port, run_processes
 
 STEPS = 3
 OVERRIDES = {"num_epochs": None, "num_steps": STEPS, "log_every_steps": 1,
              "eval_every_steps": STEPS, "checkpoint_every_steps": STEPS, "tensorboard": False,
              "progress_bar": False}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _params(workdir: str, step: int) -> list[np.ndarray]:
@@ -45,26 +38,11 @@ def test_two_processes_match_one_process(data_dir, tmp_path):
     assert jax.device_count() == 8
     multi, single = tmp_path / "multi", tmp_path / "single"
     flags = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
-    port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", NPROC="16",
-               JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-               CUDA_VISIBLE_DEVICES="")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
-         f"--workdir={multi}", f"--config.data_dir={data_dir}", *flags,
-         f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)]
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=300)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for i, (proc, out) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"process {i}:\n{out[-3000:]}"
+    port = free_port()
+    run_processes([[sys.executable, "-m", "bsgap.train", "--config=configs/digits_mlp.py",
+                    f"--workdir={multi}", f"--config.data_dir={data_dir}", *flags,
+                    f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                    f"--process_id={i}"] for i in range(2)], cluster_env(4))
 
     # The reference: this pytest process, one process with 8 devices, the same config.
     config = load_config("configs/digits_mlp.py", data_dir=data_dir, **OVERRIDES)
