@@ -8,7 +8,8 @@ parameters:
 * ours, Lanczos (`bsgap.curvature.lanczos.lanczos_top_eigenvalues`, the algorithm behind
   `curvature.top_eigenvalues(method='lanczos')`) and power iteration with deflation
   (`power_top_eigenvalues`, behind method='power'), each at the library defaults tol=1e-3
-  (relative residual ||Hv - t v|| <= tol |t|) and max_iters=100, on one `DatasetObjective` whose
+  (relative residual ||Hv - t v|| <= tol |t|; Lanczos also needs the next max(3, k) Ritz values
+  converged and at least max(20, 2 (k + guard)) steps) and max_iters=100, on one `DatasetObjective` whose
   HVP is compiled before the clock starts;
 * PyHessian 0.1 itself (`pyhessian.hessian(model, criterion, dataloader=...).eigenvalues()` at its
   defaults maxIter=100, tol=1e-3 on the relative change of v^T H v between iterations) on a
@@ -388,7 +389,9 @@ def main() -> None:
         methods[name] = {"eigenvalues": np.sort(values)[::-1].tolist(),
                          "hvps": objective.num_hvps - before,
                          "seconds": time.perf_counter() - start, "converged": bool(converged),
-                         "stopping": f"relative residual <= {args.tol:g}"}
+                         "stopping": f"relative residual <= {args.tol:g}"
+                                     + (" for the top k + guard Ritz values, >= min_steps steps"
+                                        if "lanczos" in name else "")}
         print(f"{name}: {methods[name]['hvps']} HVPs, {methods[name]['eigenvalues']}",
               file=sys.stderr)
 
