@@ -8,9 +8,9 @@ parameters:
 * ours, Lanczos (`bsgap.curvature.lanczos.lanczos_top_eigenvalues`, the algorithm behind
   `curvature.top_eigenvalues(method='lanczos')`) and power iteration with deflation
   (`power_top_eigenvalues`, behind method='power'), each at the library defaults tol=1e-3
-  (relative residual ||Hv - t v|| <= tol |t|; Lanczos also needs the next max(3, k) Ritz values
-  converged and at least max(20, 2 (k + guard)) steps) and max_iters=100, on one `DatasetObjective` whose
-  HVP is compiled before the clock starts;
+  (relative residual ||Hv - t v|| <= tol |t|; Lanczos also needs the next max(3, k) Ritz
+  values converged and at least max(20, 2 (k + guard)) steps) and max_iters=100, on one
+  `DatasetObjective` whose HVP is compiled before the clock starts;
 * PyHessian 0.1 itself (`pyhessian.hessian(model, criterion, dataloader=...).eigenvalues()` at its
   defaults maxIter=100, tol=1e-3 on the relative change of v^T H v between iterations) on a
   PyTorch copy of the model with the same weights; the script checks that the PyTorch loss and
