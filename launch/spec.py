@@ -246,7 +246,8 @@ def parse_cli_config(argv: list[str]):
 
     from bsgap.run_config import give_command_line_precedence
 
-    config_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--config="))
+    config_file = config_path(next(a.split("=", 1)[1] for a in argv
+                                   if a.startswith("--config=")))   # a path, or a config's name
     argv = ["bsgap.train", f"--config={config_file}",
             *(a for a in argv if a.startswith("--config."))]
     flag_values = flags.FlagValues()
