@@ -17,8 +17,9 @@ import itertools
 import os
 import socket
 import struct
-import tempfile
 import time
+
+from bsgap.atomic_file import replacing
 
 _COUNTER = itertools.count()
 EVENT_FILE_MARK = "tfevents"
@@ -51,7 +52,7 @@ def truncate_event_files(logdir: str, max_step: int) -> int:
     """Drop the events after ``max_step`` from every event file in ``logdir`` (rewritten
     atomically; the version record kept); returns how many events were dropped."""
     from tensorboard.compat.proto import event_pb2
-    from tensorboard.summary.writer.record_writer import masked_crc32c
+    from tensorboard.summary.writer.record_writer import RecordWriter
 
     if not os.path.isdir(logdir):
         return 0
@@ -67,13 +68,10 @@ def truncate_event_files(logdir: str, max_step: int) -> int:
         if len(kept) == len(records) and not torn:
             continue
         dropped += len(records) - len(kept)
-        fd, tmp = tempfile.mkstemp(dir=logdir, prefix=f".{name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path, "wb") as f:
+            writer = RecordWriter(f)
             for r in kept:
-                header = struct.pack("<Q", len(r))
-                f.write(header + struct.pack("<I", masked_crc32c(header)) + r
-                        + struct.pack("<I", masked_crc32c(r)))
-        os.replace(tmp, path)
+                writer.write(r)
     return dropped
 
 
