@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from bsgap.launch_kind import launch_kind
+
 AXIS = "batch"
 
 
@@ -31,13 +33,14 @@ def initialize_distributed(coordinator_address: str | None = None,
     JAX's SLURM detection gives each process only the GPU numbered SLURM_LOCALID, so one task per
     node would see one GPU of eight.
     """
-    if coordinator_address or (num_processes or 0) > 1:
+    kind = launch_kind(coordinator_address, num_processes)
+    if kind == "explicit":
         jax.distributed.initialize(coordinator_address=coordinator_address,
                                    num_processes=num_processes, process_id=process_id)
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+    elif kind == "slurm":
         ids = slurm_local_device_ids(os.environ)
         jax.distributed.initialize(**({} if ids is None else {"local_device_ids": ids}))
-    elif os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("BSGAP_MULTIHOST") == "1":
+    elif kind == "cluster":
         jax.distributed.initialize()
 
 

@@ -119,12 +119,11 @@ def main(argv) -> int:
 
 
 def _multihost_launch() -> bool:
-    """What ``bsgap.parallel.initialize_distributed`` treats as multi-host (without JAX): there,
-    every process must reach the same decision, which the trainer takes on process 0."""
-    return bool(_COORDINATOR.value or (_NUM_PROCESSES.value or 0) > 1
-                or int(os.environ.get("SLURM_NTASKS", "1")) > 1
-                or os.environ.get("TPU_WORKER_HOSTNAMES")
-                or os.environ.get("BSGAP_MULTIHOST") == "1")
+    """A launch ``bsgap.parallel.initialize_distributed`` makes multi-host: there, every process
+    must reach the same decision, which the trainer takes on process 0."""
+    from bsgap.launch_kind import launch_kind
+
+    return launch_kind(_COORDINATOR.value, _NUM_PROCESSES.value) is not None
 
 
 def _all_finished() -> bool:

@@ -169,7 +169,6 @@ class Trainer(RunRecords):
                                       self.resolved.layout.accumulation_steps)
         self.workdir = workdirs[0]
         self.shared_data = len({data_seed(c) for c in configs}) == 1
-        self.main = parallel.is_main_process()
 
     @property
     def num_trials(self) -> int:

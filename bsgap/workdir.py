@@ -110,9 +110,6 @@ def finished_summary(workdir: str, config) -> dict | None:
             os.path.join(workdir, logbook.CONFIG_FILE)):
         return None
     try:
-        if check_workdir(workdir, config) != "resume":
-            return None
-        summary = logbook.read_json(summary_path)
+        return workdir_state(workdir, config)["summary"]
     except (WorkdirError, OSError, ValueError):
         return None   # the full path reports it
-    return summary if summary.get("status") in logbook.FINAL_STATUSES else None
