@@ -1,6 +1,7 @@
-"""The results table on a tiny real sweep of the embedded digits (2 trials at once, 2 simulated
-devices each): every column against the run's own files, targets recomputed from eval.jsonl
-against the trainer's own measurement, and the per-batch-size table against a brute force."""
+"""The results table on a tiny real sweep of the embedded digits (2 programs at once, 2 simulated
+devices each; the trials of one batch size run as one program, ``--group_trials``): every column
+against the run's own files, targets recomputed from eval.jsonl against the trainer's own
+measurement, and the per-batch-size table against a brute force."""
 import json
 import math
 import shutil
@@ -36,7 +37,7 @@ def sweep_root(data_dir, tmp_path_factory):
     root = tmp / "root"
     result = subprocess.run(
         [sys.executable, "-m", "launch.sweep", f"--sweep={sweep}", f"--root={root}",
-         "--parallel=2", "--devices_per_trial=2"],
+         "--parallel=2", "--devices_per_trial=2", "--group_trials"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return root

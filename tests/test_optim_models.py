@@ -165,20 +165,36 @@ def test_resnet44_count():
     assert n == convs + bns + 64 * 10 + 10 == 661_338   # He et al. Table 6: 0.66M
 
 
+# Each architecture's own code paths (bottleneck and basic blocks, projections, the CIFAR stem,
+# caffe pooling, dropout) at small widths and depth: the dtype plumbing is the same at full size,
+# whose parameter counts are checked above without running it.
+SMALL = {"resnet18": dict(stage_sizes=(1, 1, 1, 1), widths=(8, 8, 16, 16)),
+         "resnet50": dict(stage_sizes=(1, 1, 1, 1), widths=(8, 8, 16, 16)),
+         "resnet20": dict(stage_sizes=(1, 1, 1), widths=(8, 8, 16)),
+         "resnet44": dict(stage_sizes=(2, 1, 1), widths=(8, 8, 16)),
+         "caffenet128": dict(fc_width=64), "keskar_c1": dict(width=16, fc_width=32),
+         "mlp": dict(hidden_sizes=(16,))}
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_gives_logits_in_both_dtypes(name):
     shape = {"cnn1d": (8, 40), "mlp": (8, 8, 8, 1), "keskar_c1": (8, 8, 8, 1),
              "caffenet128": (8, 128, 128, 3)}.get(name, (8, 32, 32, 3))
     x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    models = {dtype: create_model(name, num_classes=7, normalization="ghost", ghost_batch_size=4,
+                                  dtype=dtype, **SMALL.get(name, {}))
+              for dtype in ("float32", "bfloat16")}
+    # One set of float32 parameters for both (jitted: op by op, each initializer compiles alone).
+    variables = jax.jit(models["float32"].init, static_argnames="train")(
+        jax.random.PRNGKey(1), x, train=False)
     outs = {}
-    for dtype in ("float32", "bfloat16"):
-        model = create_model(name, num_classes=7, normalization="ghost", ghost_batch_size=4,
-                             dtype=dtype, **({"hidden_sizes": (16,)} if name == "mlp" else {}))
-        variables = model.init(jax.random.PRNGKey(1), x, train=False)
-        logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"],
-                                rngs={"dropout": jax.random.PRNGKey(2)})
+    for dtype, model in models.items():
+        shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(1), x, train=False))
+        assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(shapes["params"]))
+        train = jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                              rngs={"dropout": jax.random.PRNGKey(2)}))
+        logits, _ = train(variables)
         assert logits.shape == (8, 7) and logits.dtype == jnp.float32
-        assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables["params"]))
-        outs[dtype] = np.asarray(model.apply(variables, x, train=False))
+        outs[dtype] = np.asarray(jax.jit(lambda v: model.apply(v, x, train=False))(variables))
     scale = np.abs(outs["float32"]).max() + 1e-3
     assert np.abs(outs["float32"] - outs["bfloat16"]).max() / scale < 0.1
