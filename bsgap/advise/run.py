@@ -55,9 +55,12 @@ class Session:
     def say(self, message: str) -> None:
         print(f"bsgap.advise: {message}", file=sys.stderr, flush=True)
 
-    def measure(self, name: str, path: str | None, kind: str, settings: dict, fn):
-        """``fn()``'s result, through the JSON at ``path`` (None: ``fn`` makes its own run dir)."""
-        done = path is not None and records.stored_result(path, kind, settings) is not None
+    def measure(self, name: str, path: str | None, kind: str, settings: dict, fn,
+                finished=None):
+        """``fn()``'s result, through the JSON at ``path`` (None: ``fn`` resumes its own run
+        directory, and ``finished()`` says whether it is done already)."""
+        done = (records.stored_result(path, kind, settings) is not None if path is not None
+                else bool(finished and finished()))
         if not done and self.budget is not None and time.perf_counter() - self.start > self.budget:
             raise BudgetSpent(f"--budget_seconds={self.budget:g} spent before {name}; rerun the "
                               "same command (with a larger budget) to continue from there")
@@ -96,6 +99,7 @@ def advise(config, workdir: str, options: Options) -> dict:
     from bsgap.advise import advice, branches, figure, pilot as pilot_lib, throughput
     from bsgap.advise.sweep_fit import sweep_estimate
     from bsgap.data import load_dataset_from_config
+    from bsgap.workdir import finished_summary
 
     os.makedirs(workdir, exist_ok=True)
     if not jax.config.jax_compilation_cache_dir:   # the same step compiles for several measurements
@@ -124,7 +128,8 @@ def advise(config, workdir: str, options: Options) -> dict:
         pilot_cfg.eval_every_steps = config.get("eval_every_steps") or every
     pilot_dir = os.path.join(workdir, pilot_lib.PILOT_DIR)
     summary = session.measure(f"pilot run at B={options.pilot_batch_size}", None, "pilot", {},
-                              lambda: pilot_lib.run_pilot(pilot_cfg, workdir))
+                              lambda: pilot_lib.run_pilot(pilot_cfg, workdir),
+                              finished=lambda: finished_summary(pilot_dir, pilot_cfg) is not None)
     pilot = pilot_lib.pilot_result(pilot_dir, summary)
     points = pilot_lib.branch_points(pilot, options.branch_fractions)
     noise_steps = sorted(set(points) | {pilot["checkpoint_steps"][-1]})
