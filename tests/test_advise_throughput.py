@@ -12,7 +12,7 @@ from tests.helpers import tiny_config
 def test_throughput_of_the_real_step(data_dir, batch_size, accumulation):
     config = tiny_config(data_dir, num_devices=1, microbatch_size=16)
     start = time.perf_counter()
-    r = measure_throughput(config, batch_size, min_examples=600, chunks=3)
+    r = measure_throughput(config, batch_size, min_examples=600, min_steps=6, chunks=3)
     wall = time.perf_counter() - start
     # steps: at least min_examples / B, a multiple of the chunk count
     expected = max(6, 3, -(-600 // batch_size))

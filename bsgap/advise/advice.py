@@ -2,8 +2,10 @@
 
 The estimates (each None where it could not be measured, with the reason):
   * ``noise_scale``: the exact per-example B_simple, bias-corrected for the subsample, at the
-    pilot's last checkpoint (where it reached the target); the online two-batch EMA there and the
-    exact values at the branch points are kept in ``b_crit_over_training``;
+    pilot's last checkpoint (where it reached the target; BN with running averages);
+  * ``noise_scale_online``: the trainer's online two-batch B_simple (EMA) logged last at or before
+    that step (BN in training mode, as trained); both over the whole pilot are kept in
+    ``b_crit_over_training``;
   * ``branched``: the McCandlish fit to the branches from the pilot's latest branch point;
   * ``sweep``: the --sweep root's fit (null without --sweep).
 The recommendation uses the sweep when there is one (it is measured), else the branched estimate,
@@ -25,10 +27,12 @@ def _finite(x) -> bool:
 def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep: dict | None):
     last = exact[-1] if exact else None
     noise = last["b_simple_unbiased"] if last and _finite(last["b_simple_unbiased"]) else None
-    estimates = {"noise_scale": noise,
+    from bsgap.advise.pilot import online_noise_at
+
+    online = online_noise_at(pilot, last["step"]) if last else None
+    estimates = {"noise_scale": noise, "noise_scale_online": online,
                  "branched": branched[-1]["b_crit"] if branched else None,
                  "sweep": sweep["b_crit"] if sweep else None}
-    from bsgap.advise.pilot import online_noise_at
 
     over_training = {
         "noise_scale_exact": [{"step": e["step"], "examples": e["step"] * pilot["batch_size"],
@@ -38,13 +42,12 @@ def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep
         "branched": [{"step": b["step"], "examples": b["examples_seen"], "b_crit": b["b_crit"],
                       "threshold_b_crit": b["threshold"]["b_crit"]} for b in branched],
         "sweep": None if not sweep else sweep["b_crit"]}
-    online = (online_noise_at(pilot, last["step"]) if last else None)
-    return estimates, over_training, online
+    return estimates, over_training
 
 
 def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
                 branched: list[dict], sweep: dict | None, seconds: float) -> dict:
-    estimates, over_training, online = b_crit_estimates(pilot, exact, branched, sweep)
+    estimates, over_training = b_crit_estimates(pilot, exact, branched, sweep)
     throughput = {int(b): r for b, r in speed.items()}
     predictions = {name: predict.prediction(
         config, b_crit=value, pilot_steps=pilot["steps_to_target"],
@@ -67,7 +70,6 @@ def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
                                "reference_batch_size": config.reference_batch_size},
         "estimate_used": chosen,
         "b_crit": estimates,
-        "b_crit_online_two_batch_at_target": online,
         "b_crit_over_training": over_training,
         "predicted": predictions[chosen]["predicted"] if chosen else [],
         "predictions": predictions,
@@ -88,6 +90,8 @@ def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
                                "checkpoint (bsgap.curvature.gradient_noise, BN in eval mode)",
                 "branched": "McCandlish fit to the branches' steps to the base branch's loss "
                             "(Merrill et al. 2025 branching; bsgap/advise/branched.py)",
+                "noise_scale_online": "the trainer's online two-batch B_simple EMA (McCandlish "
+                                      "et al. 2018 App. A.1) at that step",
                 "sweep": "analysis.steps_to_target's fit to the sweep's fewest steps per B",
                 "options": {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in vars(options).items()}},

@@ -2,7 +2,7 @@
 sweep measured them, actual steps to the target vs B; predicted seconds vs B with the choice."""
 from __future__ import annotations
 
-COLORS = {"noise_scale": "tab:orange", "branched": "tab:green", "sweep": "tab:purple"}
+COLORS = {"noise_scale": "tab:red", "noise_scale_online": "tab:orange", "branched": "tab:green", "sweep": "tab:purple"}
 
 
 def plot_advice(advice: dict, path: str) -> None:

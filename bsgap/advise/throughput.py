@@ -6,9 +6,9 @@ the BN group, which the config fixes), then timed over steady-state steps two wa
   * ``examples_per_second``: with the input pipeline (each step's batch read from the training
     stream and put on the devices, as the trainer does);
   * ``examples_per_second_step_alone``: the compiled step on one device-resident batch.
-Each is timed in ``chunks`` equal parts after ``warmup_steps`` untimed ones; the best chunk (the
-least disturbed by other work on the machine) is the reported rate and the median is kept beside
-it. ``input_limited`` is True where the pipeline costs more than 10% of the step alone's rate.
+Each is timed in ``chunks`` equal parts after ``warmup_steps`` untimed ones, the two ways
+interleaved chunk by chunk; the best chunk (the least disturbed by other work on the machine) is
+the reported rate and the median is kept beside it. ``input_limited`` is True where the pipeline costs more than 10% of the step alone's rate.
 """
 from __future__ import annotations
 
@@ -33,24 +33,28 @@ def measurement_config(config, **overrides):
     return c
 
 
-def _rates(run_step, state, num_steps: int, chunks: int, examples_per_step: int, batch_at):
-    """Best and median examples/s over ``chunks`` timed chunks of ``num_steps // chunks``."""
+def _rates(run_step, state, num_steps: int, chunks: int, examples_per_step: int, ways: dict):
+    """Best and median examples/s of each way of feeding the step ({name: batch_at(step)}) over
+    ``chunks`` chunks of ``num_steps // chunks`` steps, the ways interleaved chunk by chunk (so
+    that a change in the machine's load hits them alike)."""
     import jax
 
     per_chunk = max(1, num_steps // chunks)
-    rates, step = [], 0
+    rates = {name: [] for name in ways}
+    step = 0
     for _ in range(chunks):
-        start = time.perf_counter()
-        for _ in range(per_chunk):
-            state, metrics = run_step(state, batch_at(step))
-            step += 1
-        jax.block_until_ready((state, metrics))
-        rates.append(per_chunk * examples_per_step / (time.perf_counter() - start))
-    return state, max(rates), statistics.median(rates)
+        for name, batch_at in ways.items():
+            start = time.perf_counter()
+            for _ in range(per_chunk):
+                state, metrics = run_step(state, batch_at(step))
+                step += 1
+            jax.block_until_ready((state, metrics))
+            rates[name].append(per_chunk * examples_per_step / (time.perf_counter() - start))
+    return state, {name: (max(r), statistics.median(r)) for name, r in rates.items()}
 
 
 def measure_throughput(config, batch_size: int, *, min_examples: int = 20_000,
-                       min_steps: int = 6, warmup_steps: int = 2, chunks: int = 3) -> dict:
+                       min_steps: int = 10, warmup_steps: int = 2, chunks: int = 5) -> dict:
     """Examples/s of ``config``'s train step at ``batch_size`` (see the module docstring)."""
     import jax
 
@@ -76,10 +80,10 @@ def measure_throughput(config, batch_size: int, *, min_examples: int = 20_000,
             for s in range(warmup_steps):
                 state, metrics = trainer.step_fn(state, piped(s))
             jax.block_until_ready(metrics)
-            state, alone, alone_median = _rates(trainer.step_fn, state, steps, chunks,
-                                                batch_size, lambda s: resident)
-            state, e2e, e2e_median = _rates(trainer.step_fn, state, steps, chunks, batch_size,
-                                            lambda s: piped(warmup_steps + s))
+            state, rates = _rates(trainer.step_fn, state, steps, chunks, batch_size,
+                                  {"alone": lambda s: resident,
+                                   "piped": lambda s: piped(warmup_steps + s)})
+            (alone, alone_median), (e2e, e2e_median) = rates["alone"], rates["piped"]
             layout = trainer.resolved.layout
             return {"batch_size": batch_size, "examples_per_second": e2e,
                     "examples_per_second_median": e2e_median,
