@@ -45,6 +45,15 @@ def test_bad_input_is_refused_before_anything_compiles(tmp_path, data_dir):
         assert not (tmp_path / "w").exists()
 
 
+def test_spent_budget_stops_before_the_next_measurement(tmp_path, data_dir):
+    workdir = tmp_path / "w"
+    out = subprocess.run(_cmd(workdir, data_dir, "--budget_seconds=0"), cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert "--budget_seconds=0 spent before throughput at B=32" in out.stderr
+    assert (workdir / "advise_config.json").exists() and not (workdir / "throughput").exists()
+
+
 def test_advise_resumes_after_sigkill_without_redoing_measurements(tmp_path, data_dir):
     workdir = str(tmp_path / "advise")
     proc = subprocess.Popen(_cmd(workdir, data_dir), cwd=ROOT, env=_env(),
