@@ -137,3 +137,15 @@ def test_measurement_files_are_reused_and_never_overwritten(tmp_path):
     with pytest.raises(AdviseError, match=r"b: 1 in the file vs 2 now"):
         reuse_or_measure(path, "k", {"b": 2}, measure)
     assert json.load(open(path))["settings"] == {"b": 1}
+
+
+def test_sweep_estimate_of_the_committed_study():
+    from bsgap.advise.sweep_fit import sweep_estimate
+    from helpers import ROOT
+
+    r = sweep_estimate(os.path.join(ROOT, "results/embedded/study_steps_to_target"), 0.9)
+    measured = [1178, 744, 390, 196, 132, 92, 70, 66]   # README: the study's steps to 90%
+    assert r["measured_steps_to_target"] == dict(zip(GRID, map(float, measured)))
+    assert r["b_crit"] == pytest.approx(fit_critical_batch(GRID, measured)["b_crit"])
+    assert r["b_crit"] == pytest.approx(372, rel=0.01)
+    assert r["num_runs"] == 52 and r["runs_with_compile_seconds"] == 52
