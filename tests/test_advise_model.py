@@ -124,6 +124,11 @@ def test_branch_plan_budget_and_cadence():
     for b, run in plan["runs"].items():   # every branch evaluates every budget / 8 examples
         assert run["eval_every_steps"] * b == plan["examples_budget"] // 8
     assert branched.branch_factor("adam", 4) == 2.0 and branched.branch_factor("momentum", 4) == 4
+    assert branched.branch_factor("momentum", 4, "sqrt") == 2.0
+    assert branched.branch_factor("adam", 4, "linear") == 4.0
+    assert branched.branch_factor("adam", 4, "none") == 1.0
+    with pytest.raises(ValueError, match="'cubic' is not one of"):
+        branched.branch_factor("adam", 4, "cubic")
 
 
 def test_measurement_files_are_reused_and_never_overwritten(tmp_path):

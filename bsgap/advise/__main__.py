@@ -45,6 +45,9 @@ _BRANCH_STEPS = flags.DEFINE_integer("branch_steps", 8, "Steps of the largest br
 _EX_FACTOR = flags.DEFINE_float("branch_examples_factor", 4.0, "Larger branches run this many "
                                 "times the budget's examples to reach the base branch's loss.")
 _TOL = flags.DEFINE_float("branch_tolerance", 0.01, "Merrill et al.'s relative loss tolerance.")
+_LR_RULE = flags.DEFINE_enum("branch_lr_rule", "auto", ["auto", "linear", "sqrt", "none"],
+                             "Branch lr = the pilot's x k (linear), x sqrt(k), or x 1; auto: "
+                             "linear for SGD-type optimizers, sqrt for Adam (Merrill et al.).")
 _NOISE_EX = flags.DEFINE_integer("noise_examples", 4096, "Examples for the exact noise scale.")
 _TP_EX = flags.DEFINE_integer("throughput_examples", 20_000, "Examples timed per batch size "
                               "(each of the two ways).")
@@ -95,7 +98,8 @@ def options_from_flags(config):
     return Options(batch_sizes=sizes, target_accuracy=float(target), pilot_batch_size=pilot,
                    branch_fractions=fractions, branch_max_factor=_MAX_FACTOR.value,
                    branch_steps=_BRANCH_STEPS.value, branch_examples_factor=_EX_FACTOR.value,
-                   branch_tolerance=_TOL.value, noise_examples=_NOISE_EX.value,
+                   branch_tolerance=_TOL.value, branch_lr_rule=_LR_RULE.value,
+                   noise_examples=_NOISE_EX.value,
                    throughput_examples=_TP_EX.value,
                    pilot_checkpoint_every_steps=_CKPT.value, sweep=_SWEEP.value,
                    budget_seconds=_BUDGET.value)

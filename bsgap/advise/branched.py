@@ -118,8 +118,16 @@ def branched_critical_batch(curves: dict, base_batch_size: int, examples_budget:
             "loss_at_equal_examples": equal, "smoothing": smoothing}
 
 
-def branch_factor(optimizer: str, k: float) -> float:
-    """Learning-rate factor of a branch at k x the batch: k for SGD-type optimizers, sqrt(k) for
-    Adam-type (Merrill et al. 2025; Malladi et al. 2022 for the square-root rule)."""
-    return math.sqrt(k) if optimizer.startswith("adam") else float(k)
+BRANCH_LR_RULES = ("auto", "linear", "sqrt", "none")
+
+
+def branch_factor(optimizer: str, k: float, rule: str = "auto") -> float:
+    """Learning-rate factor of a branch at k x the batch: 'auto' is Merrill et al.'s (2025) -- k
+    for SGD-type optimizers, sqrt(k) for Adam-type (Malladi et al. 2022 for the square root);
+    'linear' k, 'sqrt' sqrt(k), 'none' 1."""
+    if rule not in BRANCH_LR_RULES:
+        raise ValueError(f"branch lr rule {rule!r} is not one of {BRANCH_LR_RULES}")
+    if rule == "auto":
+        rule = "sqrt" if optimizer.startswith("adam") else "linear"
+    return {"linear": float(k), "sqrt": math.sqrt(k), "none": 1.0}[rule]
 

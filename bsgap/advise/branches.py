@@ -1,6 +1,6 @@
 """Branched training from the pilot's checkpoints (Merrill et al. 2025): the runs themselves.
 
-Each branch is an ordinary run directory, ``WORKDIR/branches/step<S>/bs<B>``, made by the trainer
+Each branch is an ordinary run directory, ``WORKDIR/branches[-<rule>]/step<S>/bs<B>``, made by the trainer
 with one difference (``BranchTrainer``): a new branch starts from the pilot's checkpoint at step S
 -- parameters, BN statistics and optimizer state (momentum) -- instead of a fresh initialization,
 with its own learning rate (the pilot's at S times ``branched.branch_factor``), a constant
@@ -90,17 +90,19 @@ def run_branch(pilot_dir: str, pilot_config, step: int, batch_size: int, learnin
 
 
 def run_branches(pilot_dir: str, pilot_config, pilot: dict, step: int, plan: dict,
-                 lr_at_step: float, tolerance: float, root: str, log) -> dict:
+                 lr_at_step: float, tolerance: float, root: str, log,
+                 lr_rule: str = "auto") -> dict:
     """Every branch of ``plan`` from the pilot's checkpoint at ``step``, and the estimates."""
     base = pilot["batch_size"]
     curves, lrs = {}, {}
     for b in plan["batch_sizes"]:
-        lrs[b] = lr_at_step * branched.branch_factor(pilot_config.optimizer, b / base)
+        lrs[b] = lr_at_step * branched.branch_factor(pilot_config.optimizer, b / base,
+                                                          lr_rule)
         log(f"branch from pilot step {step}: B={b}, lr {lrs[b]:.4g}, "
             f"{plan['runs'][b]['num_steps']} steps")
         curves[b] = run_branch(pilot_dir, pilot_config, step, b, lrs[b], plan["runs"][b], root)
     estimate = branched.branched_critical_batch(curves, base, plan["examples_budget"], tolerance)
-    estimate.update(step=step, examples_seen=step * base, learning_rates=lrs,
+    estimate.update(step=step, lr_rule=lr_rule, examples_seen=step * base, learning_rates=lrs,
                     curves={b: c for b, c in curves.items()}, plan=plan,
                     loss="eval loss over the whole eval split")
     return estimate

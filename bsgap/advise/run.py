@@ -6,6 +6,7 @@ WORKDIR/
   pilot/                      the pilot run directory (bsgap/advise/pilot.py)
   noise/step<S>.json          exact per-example B_simple at pilot checkpoint S
   branches/step<S>/bs<B>/     branch run directories; branches/step<S>.json their estimate
+                              (branches-<rule>/ with --branch_lr_rule other than auto)
   sweep.json                  the --sweep root's fitted B_crit (when given)
   advice.json, advice.png     the answer (bsgap/advise/advice.py, bsgap/advise/figure.py)
   advise_log.jsonl            one line per measurement made or reused (with its wall seconds)
@@ -33,6 +34,7 @@ class Options:
     branch_steps: int = 8
     branch_examples_factor: float = 4.0
     branch_tolerance: float = 0.01
+    branch_lr_rule: str = "auto"
     noise_examples: int = 4096
     throughput_examples: int = 20_000
     pilot_checkpoint_every_steps: int | None = None
@@ -146,13 +148,17 @@ def advise(config, workdir: str, options: Options) -> dict:
                                 options.branch_examples_factor)
     branched = []
     for s in points:
-        root = os.path.join(workdir, "branches", f"step{s}")
+        # a branch lr rule other than the default gets its own directory: both can be kept
+        folder = "branches" if options.branch_lr_rule == "auto" else (
+            f"branches-{options.branch_lr_rule}")
+        root = os.path.join(workdir, folder, f"step{s}")
         branched.append(session.measure(
             f"branches from pilot step {s}", root + ".json", "branches",
-            {"step": s, "plan": plan, "tolerance": options.branch_tolerance},
+            {"step": s, "plan": plan, "tolerance": options.branch_tolerance,
+             "lr_rule": options.branch_lr_rule},
             lambda s=s, root=root: branches.run_branches(
                 pilot_dir, branch_base, pilot, s, plan, pilot_lib.learning_rate_at(pilot, s),
-                options.branch_tolerance, root, session.say)))
+                options.branch_tolerance, root, session.say, options.branch_lr_rule)))
     sweep = None
     if options.sweep:
         sweep = session.measure("the sweep's fit", os.path.join(workdir, "sweep.json"), "sweep",
