@@ -27,8 +27,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from bsgap.choices import ACCUMULATION_LOOPS, CONV_GRADIENTS  # noqa: E402 (no JAX import)
-from bsgap.config_files import DEFAULT_CONFIG, ConfigFileError, available_configs, \
-    resolve_config_argv  # noqa: E402
+from bsgap.config_files import DEFAULT_CONFIG, available_configs  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Run config: a file, or the name of one of the repository's configs "
@@ -144,28 +143,9 @@ def _all_finished() -> bool:
 
 
 def _parse_flags(argv) -> list:
-    """absl's flag parsing (the config file and its overrides included), with a misspelled field,
-    a missing config file or a value of the wrong type exiting 2 with one line instead of a
-    traceback or absl's FATAL (exit 1)."""
-    from bsgap.run_config import give_command_line_precedence
+    from bsgap.config_flags_cli import parse_config_flags
 
-    try:
-        argv = resolve_config_argv(argv)
-        sys.argv[:] = argv   # ml_collections finds the --config.x overrides in sys.argv
-        rest = flags.FLAGS(argv)
-        config = _CONFIG.value  # applies the --config.x overrides now
-        overridden = set(config_flags.get_override_values(flags.FLAGS["config"]))
-        for note in give_command_line_precedence(config, overridden):
-            print(f"bsgap.train: {note}", file=sys.stderr)
-        return rest
-    except (ConfigFileError, flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError,
-            SyntaxError) as err:
-        message = err.args[0] if err.args and isinstance(err.args[0], str) else str(err)
-        if isinstance(err, AttributeError) and message[:1] == message[-1:] == "'":
-            message = message[1:-1]   # ml_collections quotes its "did you mean" message
-        message = " ".join(message.replace("\\'", "'").replace("\\n", " ").split())
-        print(f"bsgap.train: error: {message}", file=sys.stderr)
-        sys.exit(2)
+    return parse_config_flags(argv, _CONFIG, "bsgap.train")
 
 
 def run() -> None:
