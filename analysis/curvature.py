@@ -203,7 +203,7 @@ def smith_le(config, resolved: dict, metrics_path: str, step: int) -> dict:
     """Smith & Le (2018) g = eps (N / B - 1) / (1 - m) (bsgap.curvature.noise_scale) from the
     run's scaled peak lr, N, B and momentum m (0 for sgd; not defined for adam/adamw: None), and g
     at the checkpoint's scheduled lr if metrics.jsonl logged it."""
-    from bsgap import curvature
+    from bsgap import curvature, logbook
     from bsgap.curvature.noise_scale import smith_le_momentum
 
     lr = float(resolved["scaled_learning_rate"])
@@ -215,28 +215,13 @@ def smith_le(config, resolved: dict, metrics_path: str, step: int) -> dict:
               "noise_scale": None if m is None else curvature.smith_le_noise_scale(lr, n, b, m)}
     lr_at_step = None
     if os.path.exists(metrics_path):
-        for row in _read_jsonl(metrics_path):
+        for row in logbook.read_jsonl(metrics_path):
             if row.get("step", math.inf) <= step and "learning_rate" in row:
                 lr_at_step = float(row["learning_rate"])
     record["learning_rate_at_step"] = lr_at_step
     record["noise_scale_at_step"] = (curvature.smith_le_noise_scale(lr_at_step, n, b, m)
                                      if m is not None and lr_at_step and lr_at_step > 0 else None)
     return record
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    import json
-
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by a crash
-    return rows
 
 
 def plot_density(path: str, density: dict, top_eigs: dict | None, title: str) -> None:

@@ -38,6 +38,7 @@ import re
 import pandas as pd
 
 from analysis import collect
+from bsgap import logbook
 
 CONFIG_FILE, EVAL_FILE, METRICS_FILE = "config.json", "eval.jsonl", "metrics.jsonl"
 ANALYSIS_DIR = "analysis"
@@ -57,19 +58,9 @@ def read_json(path: str) -> dict | None:
 
 
 def read_jsonl(path: str) -> list[dict] | None:
-    """The records of a JSONL file (a line cut by a crash is skipped), or None when absent."""
-    if not os.path.exists(path):
-        return None
-    records = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    pass
-    return records
+    """The records of a JSONL file, or None when absent (``bsgap.logbook.read_jsonl``: a final line
+    cut by a kill is dropped, a damaged line elsewhere is an error naming it)."""
+    return logbook.read_jsonl(path) if os.path.exists(path) else None
 
 
 # Columns that make runs different experiments (not points of one figure).
