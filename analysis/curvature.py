@@ -291,9 +291,6 @@ def measure(args: argparse.Namespace) -> str:
         raise CliError(f"--eps_subspace_dim={args.eps_subspace_dim} exceeds the model's "
                        f"{num_params} parameters")
 
-    out_dir = os.path.join(args.run, "analysis")
-    path = _common.claim_result_path(out_dir, f"curvature_{run.step}")
-    png_path = path[:-len(".json")] + ".png"
     settings = {k: v for k, v in vars(args).items() if k != "progress"}
     settings.update(metrics=metrics, eps=epsilons, sam_rho=rhos,
                     eps_subspace_dim=args.eps_subspace_dim or None)
@@ -308,6 +305,9 @@ def measure(args: argparse.Namespace) -> str:
         "smith_le": smith_le(config, resolved, os.path.join(args.run, "metrics.jsonl"), run.step),
         "metrics": {}, "num_hvps": {"total": 0}, "seconds": {},
     }
+    # Claimed only once the first record is ready, so that a failure before it leaves no file.
+    path = _common.claim_result_path(os.path.join(args.run, "analysis"), f"curvature_{run.step}")
+    png_path = path[:-len(".json")] + ".png"
     _common.write_json(path, record)
     progress = _Progress(bool(args.progress))
 

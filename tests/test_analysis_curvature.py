@@ -215,6 +215,22 @@ def test_curvature_train_mode_uses_ghost_batch_statistics_and_never_overwrites(r
     assert open(first).read() == before and read(second)["metrics"].keys() == {"sam"}
 
 
+def test_a_failure_before_the_first_record_leaves_no_file(runs, monkeypatch):
+    """A crash while the record is being assembled left an empty curvature_<step>.json, which a
+    rerun could neither read nor replace (the name is claimed, never overwritten)."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(curvature_cli, "smith_le", broken)
+    analysis_dir = os.path.join(runs["lb"], "analysis")
+    before = sorted(os.listdir(analysis_dir)) if os.path.isdir(analysis_dir) else []
+    with pytest.raises(RuntimeError, match="injected"):
+        curvature_cli.main(["--run", runs["lb"], "--step=10", "--num_examples=64",
+                            "--metrics=noise_scale", "--bn_mode=eval", "--progress=0"])
+    after = sorted(os.listdir(analysis_dir)) if os.path.isdir(analysis_dir) else []
+    assert after == before
+
+
 def test_curvature_errors_exit_2_with_one_paragraph(runs, tmp_path, capsys):
     cases = {
         ("--metrics=top_eig,trace",): "allowed metrics are top_eigs, trace, density, "

@@ -14,9 +14,15 @@ for part in study_fig8 study_steps_to_target study_noise study_converged; do
 done
 
 # Curvature at a run's final checkpoint (top eigenvalue, eps-sharpness, exact B_simple; BN in
-# eval mode, the whole train split), unless already measured.
+# eval mode, the whole train split), unless already measured to the end (a measurement cut short
+# keeps its file, "complete": false, and a rerun measures again into a new one).
+measured() {
+  "$python" -c 'import glob, json, sys
+sys.exit(0 if any(json.load(open(p)).get("complete") for p in glob.glob(sys.argv[1])) else 1)' \
+    "$1/analysis/curvature_*.json" 2> /dev/null
+}
 curvature() {
-  if ! compgen -G "$1/analysis/curvature_*.json" > /dev/null; then
+  if ! measured "$1"; then
     "$python" -m analysis.curvature --run="$1" --metrics=top_eigs,eps_sharpness,noise_scale \
       --num_examples=0 --bn_mode=eval --progress=0
   fi
