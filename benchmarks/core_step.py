@@ -7,10 +7,18 @@ efficiency (1.0 = the loop adds nothing to the step).
 
     python benchmarks/core_step.py [--config=configs/default.py] [--steps=600] [--repeats=3]
         [--device_prefetch=N]   (batches made ahead in a background thread; 0: in the loop)
+        [--image_transfer=float32,uint8]   (config image_transfer, each in turn in every repeat)
+        [--set=field=value ...]            (config overrides, e.g. --set=dataset='digits32')
+
+With several ``--image_transfer`` values each repeat runs them back to back, and the report adds
+per repeat the ratio of each to the first (the simplest peer: float32 sent from the host) of the
+end-to-end rate and of ``input_batches_per_second``: the host work of one step alone (this
+process's rows read, put on the devices as global arrays, waited for), as the loop makes them.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import os
@@ -29,6 +37,43 @@ def load_config(path):
     return module.get_config()
 
 
+def measure(config, steps: int) -> dict:
+    """One run's end-to-end rate, its input work per step alone, and its compiled step alone."""
+    import jax
+
+    from bsgap import parallel
+    from bsgap.trainer import Trainer, data_seed
+
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = Trainer(config, workdir)
+        summary = trainer.run()
+        # The loop's host work alone: this process's rows, then global device arrays.
+        stream = trainer.data.train_stream(config.batch_size, data_seed(config), wire=True)
+        jax.block_until_ready(parallel.global_batch(trainer.mesh, stream.batch(0)))
+        start = time.perf_counter()
+        for step in range(1, steps + 1):
+            batch = parallel.global_batch(trainer.mesh, stream.batch(step))
+            jax.block_until_ready(batch)
+        input_rate = steps / (time.perf_counter() - start)
+        # The compiled step alone, on one batch that already lives on the devices.
+        state = trainer.state
+        state, m = trainer.step_fn(state, batch)
+        jax.block_until_ready(m)
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, m = trainer.step_fn(state, batch)
+        jax.block_until_ready((state, m))
+        alone = steps * config.batch_size / (time.perf_counter() - start)
+        image = trainer.data.wire_spec["image"]
+        return {"compile_seconds": summary["compile_seconds"],
+                "end_to_end_examples_per_second": summary["examples_per_second"],
+                "input_batches_per_second": input_rate,
+                "step_alone_examples_per_second": alone,
+                "ratio": summary["examples_per_second"] / alone,
+                "sent_image": [list(image[0]), str(image[1])],
+                "transfer": trainer.data.transfer.to_json()}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="configs/default.py")
@@ -37,11 +82,14 @@ def main():
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--device_prefetch", type=int, default=None,
                         help="Trainer.device_prefetch (default: the trainer's own)")
+    parser.add_argument("--image_transfer", default=None,
+                        help="comma-separated config image_transfer values, run in turn")
+    parser.add_argument("--set", action="append", default=[],
+                        help="field=value config override (value a Python literal)")
     args = parser.parse_args()
 
     import jax
 
-    from bsgap import parallel
     from bsgap.trainer import Trainer
 
     if args.device_prefetch is not None:
@@ -52,28 +100,29 @@ def main():
     config.progress_bar, config.tensorboard, config.target_accuracy = False, False, None
     if args.data_dir:
         config.data_dir = args.data_dir
+    for item in args.set:
+        field, value = item.split("=", 1)
+        try:
+            config[field] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            config[field] = value
+    transfers = args.image_transfer.split(",") if args.image_transfer else [None]
     results = []
     for repeat in range(args.repeats):
-        with tempfile.TemporaryDirectory() as workdir:
-            trainer = Trainer(config, workdir)
-            summary = trainer.run()
-            # The compiled step alone, on one batch that already lives on the devices.
-            host_batch = {k: v[: config.batch_size] for k, v in trainer.data.train.arrays.items()}
-            batch = parallel.global_batch(trainer.mesh, host_batch)
-            state = trainer.state
-            state, m = trainer.step_fn(state, batch)
-            jax.block_until_ready(m)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                state, m = trainer.step_fn(state, batch)
-            jax.block_until_ready((state, m))
-            alone = args.steps * config.batch_size / (time.perf_counter() - start)
-        results.append({"compile_seconds": summary["compile_seconds"],
-                        "end_to_end_examples_per_second": summary["examples_per_second"],
-                        "step_alone_examples_per_second": alone,
-                        "ratio": summary["examples_per_second"] / alone})
-    report = {"config": args.config, "batch_size": config.batch_size, "steps": args.steps,
-              "device_prefetch": Trainer.device_prefetch,
+        for transfer in transfers:
+            if transfer is not None:
+                config.image_transfer = transfer
+            results.append(dict(measure(config, args.steps), repeat=repeat,
+                                image_transfer=transfer))
+        if len(transfers) > 1:
+            first = results[-len(transfers)]
+            for row in results[-len(transfers) + 1:]:
+                row["vs_first"] = {k: row[k] / first[k] for k in (
+                    "end_to_end_examples_per_second", "input_batches_per_second",
+                    "step_alone_examples_per_second")}
+    report = {"config": args.config, "overrides": args.set, "batch_size": config.batch_size,
+              "steps": args.steps, "device_prefetch": Trainer.device_prefetch,
+              "load_average": os.getloadavg(),
               "devices": jax.device_count(), "platform": jax.devices()[0].platform,
               "cpu_count": os.cpu_count(), "python": platform.python_version(),
               "jax": jax.__version__, "runs": results}

@@ -50,7 +50,8 @@ from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
 from bsgap.run_records import RunRecords, say
 from bsgap.scaling import schedule_factor_fn
-from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
+from bsgap.step import (init_key, make_eval_step, make_init_fn, make_train_step,
+                        with_model_inputs)
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.trials import choose_trials_loop, over_trials, take_trial
 from bsgap.workdir import WorkdirError, refuse_url_workdir, workdir_state
@@ -202,9 +203,16 @@ class Trainer(RunRecords):
                                          *states)
         self.state = parallel.replicate(self.mesh, stacked)
         local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
-        self.eval_fn = parallel.data_parallel(
-            over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
+        # Batches arrive as the dataset sends them (uint8 images where image_transfer is uint8):
+        # normalized first thing in the jitted step, once for all trials (bsgap/data/transfer.py).
+        self.eval_fn = parallel.data_parallel(with_model_inputs(
+            over_trials(local_eval, self.trials_loop, shared_batch=True), self._to_model_input),
+            self.mesh)
         self.eval_step = None   # compiled ahead by _compile (its footprint joins the budget)
+
+    @property
+    def _to_model_input(self):
+        return self.data.transfer.to_model_input if self.data.transfer.on_device else None
 
     def compile(self):
         """Build the model, optimizer and initial state and compile the train step (``step_fn``);
@@ -220,7 +228,7 @@ class Trainer(RunRecords):
 
     def _compile(self):
         c, r = self.config, self.resolved
-        spec = self.data.element_spec
+        spec = self.data.wire_spec   # the batches as sent (uint8 images: normalized in the step)
         sharding = parallel.batch_sharded(self.mesh, self._batch_spec())
         lead = (c.batch_size,) if self.shared_data else (self.num_trials, c.batch_size)
 
@@ -236,7 +244,8 @@ class Trainer(RunRecords):
                                     schedule_factor=self.schedule_factor,
                                     accumulation_loop=self.accumulation_loop,
                                     conv_gradients=self.conv_gradients)
-            trials_step = over_trials(local, self.trials_loop, self.shared_data)
+            trials_step = with_model_inputs(over_trials(local, self.trials_loop, self.shared_data),
+                                            self._to_model_input)
             fn = parallel.data_parallel(trials_step, self.mesh, donate_state=True,
                                         batch_spec=self._batch_spec())
             batch = {k: jax.ShapeDtypeStruct(lead + tuple(shape), dtype, sharding=sharding)
@@ -269,7 +278,7 @@ class Trainer(RunRecords):
     def _eval_batch_spec(self) -> dict:
         """Shapes of one global eval batch (the train example's keys and a float32 'mask')."""
         sharding = parallel.batch_sharded(self.mesh)
-        spec = dict(self.data.element_spec, mask=((), np.dtype(np.float32)))
+        spec = dict(self.data.wire_spec, mask=((), np.dtype(np.float32)))
         return {k: jax.ShapeDtypeStruct((self.config.eval_batch_size,) + tuple(shape), dtype,
                                         sharding=sharding) for k, (shape, dtype) in spec.items()}
 
@@ -295,7 +304,7 @@ class Trainer(RunRecords):
         step = self.eval_step if self.eval_step is not None else self.eval_fn
         sums = None
         for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
-                                            jax.process_count()):
+                                            jax.process_count(), wire=True):
             batch_sums = step(state, parallel.global_batch(self.mesh, batch))
             # Summed on the devices (float32: exact counts up to 2^24 examples), fetched once.
             sums = batch_sums if sums is None else _add_sums(sums, batch_sums)
@@ -363,7 +372,7 @@ class Trainer(RunRecords):
                                          tensorboard=c.tensorboard, start_step=step)
         self._announce()
         streams = [self.data.train_stream(c.batch_size, data_seed(t.config), jax.process_index(),
-                                          jax.process_count())
+                                          jax.process_count(), wire=True)
                    for t in (self.trials[:1] if self.shared_data else self.trials)]
         from tqdm import tqdm
 
