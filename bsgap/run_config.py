@@ -114,6 +114,8 @@ def validate(config) -> None:
     _check_number(config, "memory_limit_bytes", low=1, integer=True, optional=True)
     if "image_transfer" in config:
         _check_choice(config, "image_transfer", IMAGE_TRANSFERS)
+    if "device_resident_bytes" in config:
+        _check_number(config, "device_resident_bytes", low=0, integer=True)
     if config.get("data_threads") is not None:
         _check_number(config, "data_threads", low=0, integer=True)
     if config.get("memory_headroom_fraction") is not None:

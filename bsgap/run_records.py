@@ -37,7 +37,8 @@ class RunRecords:
                                 jax_settings=self.jax_settings,
                                 accumulation_loop=self.accumulation_loop,
                                 conv_gradients=self.conv_gradients,
-                                image_transfer=self.data.transfer.to_json()),
+                                image_transfer=self.data.transfer.to_json(),
+                                device_resident=self.resident),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes,
             "memory": self.memory_record})
 

@@ -38,6 +38,8 @@ from bsgap.agreement import decided_by_process_0
 from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.device_prefetch import DevicePrefetcher
+from bsgap.device_resident import (DEFAULT_DEVICE_RESIDENT_BYTES, ResidentEval,
+                                   ResidentTrainSplit, plan_resident)
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
 from bsgap.jax_settings import apply_jax_settings
@@ -209,6 +211,11 @@ class Trainer(RunRecords):
             over_trials(local_eval, self.trials_loop, shared_batch=True), self._to_model_input),
             self.mesh)
         self.eval_step = None   # compiled ahead by _compile (its footprint joins the budget)
+        # Which in-memory splits stay on the devices (bsgap/device_resident.py).
+        self.resident = plan_resident(
+            self.data, limit_bytes=c.get("device_resident_bytes", DEFAULT_DEVICE_RESIDENT_BYTES),
+            eval_batch_size=c.eval_batch_size, num_devices=self.num_devices)
+        self._resident_eval = ResidentEval()
 
     @property
     def _to_model_input(self):
@@ -263,7 +270,8 @@ class Trainer(RunRecords):
                 headroom_fraction=c.get("memory_headroom_fraction", DEFAULT_HEADROOM_FRACTION),
                 eval_step_bytes=compiled_bytes(self.eval_step),
                 queued_input_bytes=QUEUED_INPUT_BATCHES * input_batch_bytes(
-                    spec, r.layout.per_device_batch * trials_per_batch))
+                    spec, r.layout.per_device_batch * trials_per_batch),
+                resident_bytes=self.resident["bytes_per_device"])
         layout, self.step_fn, self.step_bytes, tried = choose_microbatch(
             r.layout, compile_for, auto=auto, budget=budget, log=say)
         if auto:
@@ -302,10 +310,17 @@ class Trainer(RunRecords):
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
         step = self.eval_step if self.eval_step is not None else self.eval_fn
+
+        def device_batches():
+            for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
+                                                jax.process_count(), wire=True):
+                yield parallel.global_batch(self.mesh, batch)
+
+        resident = getattr(self, "resident", {}).get("eval")
         sums = None
-        for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
-                                            jax.process_count(), wire=True):
-            batch_sums = step(state, parallel.global_batch(self.mesh, batch))
+        for batch in (self._resident_eval.batches(device_batches) if resident
+                      else device_batches()):
+            batch_sums = step(state, batch)
             # Summed on the devices (float32: exact counts up to 2^24 examples), fetched once.
             sums = batch_sums if sums is None else _add_sums(sums, batch_sums)
         sums = jax.device_get(sums)
@@ -382,12 +397,7 @@ class Trainer(RunRecords):
         self._postfix = {}   # the bar's latest train loss/accuracy/examples/s and eval accuracy
         pending, first_interval = [], True
 
-        def device_batch(step):
-            host_batch = (streams[0].batch(step) if self.shared_data else
-                          jax.tree_util.tree_map(lambda *xs: np.stack(xs),
-                                                 *[s.batch(step) for s in streams]))
-            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
-
+        device_batch = self.device_batch_fn(streams)
         if self.device_prefetch:   # made in a background thread, this many steps ahead
             device_batch = self._exits.enter_context(DevicePrefetcher(
                 device_batch, step, total, depth=self.device_prefetch)).get
@@ -413,6 +423,25 @@ class Trainer(RunRecords):
                 self._interrupted(stop, step)
         bar.close()
         return self._finish(step)
+
+    def device_batch_fn(self, streams):
+        """``device_batch(step)``: the global batch of ``step`` on the devices, as the loop feeds
+        the step, from the ``streams`` (one per data order, ``wire=True``): this process's rows
+        made into global arrays, or, where the train split stays on the devices, only their
+        indices sent and the rows gathered there (bsgap/device_resident.py)."""
+        resident = (ResidentTrainSplit(self.mesh, self.data.train.wire_arrays, self._batch_spec())
+                    if self.resident["train"] else None)
+
+        def device_batch(step):
+            if resident is not None:   # only the indices travel; the devices gather the rows
+                return resident.batch(streams[0].indices(step) if self.shared_data else
+                                      np.stack([s.indices(step) for s in streams]))
+            host_batch = (streams[0].batch(step) if self.shared_data else
+                          jax.tree_util.tree_map(lambda *xs: np.stack(xs),
+                                                 *[s.batch(step) for s in streams]))
+            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
+
+        return device_batch
 
     def _announce(self):
         c, r = self.config, self.resolved

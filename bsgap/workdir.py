@@ -29,9 +29,10 @@ def plain_config(config) -> dict:
 # image_transfer='auto' sends float datasets (MNIST-1D, the 8x8 digits: every committed run) as
 # before, bit for bit; uint8 images it normalizes on the device instead, which agrees with the
 # host's normalization to float32 rounding (a few 1e-7; bsgap/data/transfer.py), not bitwise.
+# Splits kept on the devices (device_resident_bytes) give the same batches bit for bit.
 FIELDS_ADDED_LATER = {"data_threads": 48, "matmul_precision": None,
                       "memory_headroom_fraction": 0.1, "compilation_cache_dir": None,
-                      "image_transfer": "auto"}
+                      "image_transfer": "auto", "device_resident_bytes": 64 << 20}
 
 
 def absent_means_same(key: str, stored: dict, value) -> bool:
