@@ -7,13 +7,15 @@ efficiency (1.0 = the loop adds nothing to the step).
 
     python benchmarks/core_step.py [--config=configs/default.py] [--steps=600] [--repeats=3]
         [--device_prefetch=N]   (batches made ahead in a background thread; 0: in the loop)
-        [--image_transfer=float32,uint8]   (config image_transfer, each in turn in every repeat)
-        [--set=field=value ...]            (config overrides, e.g. --set=dataset='digits32')
+        [--set=field=value ...]        (config overrides, e.g. --set=dataset=digits32)
+        [--variant='field=value;...' ...]  (config overrides of each variant, run in turn)
 
-With several ``--image_transfer`` values each repeat runs them back to back, and the report adds
-per repeat the ratio of each to the first (the simplest peer: float32 sent from the host) of the
-end-to-end rate and of ``input_batches_per_second``: the host work of one step alone (this
-process's rows read, put on the devices as global arrays, waited for), as the loop makes them.
+With ``--variant`` given (several times), each repeat runs the variants back to back in this
+process, and the report adds per repeat each one's ratio to the first's (make the first the
+simplest peer, e.g. ``--variant='image_transfer=float32;device_resident_bytes=0'``) of the
+end-to-end rate, of the compiled step alone and of ``input_batches_per_second``: the loop's own
+input work per step alone (``Trainer.device_batch_fn``: this process's rows read and put on the
+devices, or only their indices where the train split stays there, then waited for).
 """
 from __future__ import annotations
 
@@ -37,23 +39,30 @@ def load_config(path):
     return module.get_config()
 
 
+def override(config, item: str) -> None:
+    field, value = item.split("=", 1)
+    try:
+        config[field] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        config[field] = value
+
+
 def measure(config, steps: int) -> dict:
     """One run's end-to-end rate, its input work per step alone, and its compiled step alone."""
     import jax
 
-    from bsgap import parallel
     from bsgap.trainer import Trainer, data_seed
 
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(config, workdir)
         summary = trainer.run()
         # The loop's host work alone: this process's rows, then global device arrays.
-        stream = trainer.data.train_stream(config.batch_size, data_seed(config), wire=True)
-        jax.block_until_ready(parallel.global_batch(trainer.mesh, stream.batch(0)))
+        device_batch = trainer.device_batch_fn(
+            [trainer.data.train_stream(config.batch_size, data_seed(config), wire=True)])
+        jax.block_until_ready(device_batch(0))
         start = time.perf_counter()
         for step in range(1, steps + 1):
-            batch = parallel.global_batch(trainer.mesh, stream.batch(step))
-            jax.block_until_ready(batch)
+            batch = jax.block_until_ready(device_batch(step))
         input_rate = steps / (time.perf_counter() - start)
         # The compiled step alone, on one batch that already lives on the devices.
         state = trainer.state
@@ -71,7 +80,7 @@ def measure(config, steps: int) -> dict:
                 "step_alone_examples_per_second": alone,
                 "ratio": summary["examples_per_second"] / alone,
                 "sent_image": [list(image[0]), str(image[1])],
-                "transfer": trainer.data.transfer.to_json()}
+                "transfer": trainer.data.transfer.to_json(), "resident": trainer.resident}
 
 
 def main():
@@ -82,10 +91,10 @@ def main():
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--device_prefetch", type=int, default=None,
                         help="Trainer.device_prefetch (default: the trainer's own)")
-    parser.add_argument("--image_transfer", default=None,
-                        help="comma-separated config image_transfer values, run in turn")
     parser.add_argument("--set", action="append", default=[],
                         help="field=value config override (value a Python literal)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="'field=value;field=value' overrides of one variant, run in turn")
     args = parser.parse_args()
 
     import jax
@@ -101,22 +110,17 @@ def main():
     if args.data_dir:
         config.data_dir = args.data_dir
     for item in args.set:
-        field, value = item.split("=", 1)
-        try:
-            config[field] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            config[field] = value
-    transfers = args.image_transfer.split(",") if args.image_transfer else [None]
+        override(config, item)
+    variants = args.variant or [""]
     results = []
     for repeat in range(args.repeats):
-        for transfer in transfers:
-            if transfer is not None:
-                config.image_transfer = transfer
-            results.append(dict(measure(config, args.steps), repeat=repeat,
-                                image_transfer=transfer))
-        if len(transfers) > 1:
-            first = results[-len(transfers)]
-            for row in results[-len(transfers) + 1:]:
+        for variant in variants:
+            for item in filter(None, variant.split(";")):
+                override(config, item)
+            results.append(dict(measure(config, args.steps), repeat=repeat, variant=variant))
+        if len(variants) > 1:
+            first = results[-len(variants)]
+            for row in results[-len(variants) + 1:]:
                 row["vs_first"] = {k: row[k] / first[k] for k in (
                     "end_to_end_examples_per_second", "input_batches_per_second",
                     "step_alone_examples_per_second")}
