@@ -8,10 +8,12 @@ when what one device holds at the worst moment stays within ``(1 - memory_headro
 the limit (``MemoryBudget``):
 
     max(train step, eval step) + QUEUED_INPUT_BATCHES x one per-device train batch
+        + the splits kept on the device (bsgap/device_resident.py)
 
 The train and eval programs run one after the other on the same state, so the larger of the two
 footprints (each counting the state once) is live at a time; the eval program is compiled ahead for
-this. The batches queued for the next steps come on top. The headroom fraction covers what no
+this. The batches queued for the next steps (as sent: uint8 images count one byte a value) and the
+resident splits come on top. The headroom fraction covers what no
 program reports: checkpoint slices copied to the host, the allocator's fragmentation and the
 runtime's own buffers. A compile that XLA rejects as too big (``RESOURCE_EXHAUSTED``, as XLA:TPU
 does at compile time) is "does not fit", like a footprint over the budget.
