@@ -214,7 +214,8 @@ class Trainer(RunRecords):
         # Which in-memory splits stay on the devices (bsgap/device_resident.py).
         self.resident = plan_resident(
             self.data, limit_bytes=c.get("device_resident_bytes", DEFAULT_DEVICE_RESIDENT_BYTES),
-            eval_batch_size=c.eval_batch_size, num_devices=self.num_devices)
+            eval_batch_size=c.eval_batch_size, num_devices=self.num_devices,
+            process_count=jax.process_count())
         self._resident_eval = ResidentEval()
 
     @property

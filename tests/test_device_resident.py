@@ -1,6 +1,7 @@
 """Splits kept on the devices (config device_resident_bytes; issue 16, part 11): the gathered
 batches are the streamed ones bit for bit, on 8 devices and per trial; a run with them resident
-equals one without, exactly; the eval split is sent once; the limit decides what stays."""
+equals one without, exactly; the eval split is sent once, also through tf.data; the limit decides
+what stays."""
 import json
 import os
 
@@ -38,9 +39,8 @@ def test_resident_batches_are_the_streamed_batches(data_dir, dataset):
 
 
 def _run(data_dir, workdir, resident_bytes, monkeypatch=None):
-    config = tiny_config(data_dir, dataset="digits32", num_devices=2, batch_size=32,
-                         num_steps=10, log_every_steps=5, eval_every_steps=5,
-                         eval_batch_size=100, checkpoint_every_steps=None,
+    config = tiny_config(data_dir, num_devices=2, batch_size=32, num_steps=10, log_every_steps=5,
+                         eval_every_steps=5, eval_batch_size=100, checkpoint_every_steps=None,
                          device_resident_bytes=resident_bytes)
     trainer = Trainer(config, workdir)
     calls = []
@@ -63,6 +63,7 @@ def _without_clock(records):
 
 
 def test_run_with_resident_splits_equals_the_streamed_run(data_dir, tmp_path, monkeypatch):
+    """The 8x8 digits MLP on 2 devices (uint8 batches gathered on the device: above)."""
     m_res, e_res, plan, calls = _run(data_dir, str(tmp_path / "res"), 64 << 20, monkeypatch)
     m_str, e_str, plan_off, _ = _run(data_dir, str(tmp_path / "off"), 0)
     assert plan["train"] and plan["eval"] and not plan_off["train"] and not plan_off["eval"]
@@ -82,8 +83,24 @@ def test_the_limit_decides_and_bad_values_are_refused(data_dir):
     both = plan_resident(ds, limit_bytes=eval_bytes + train_bytes, eval_batch_size=100,
                          num_devices=2)
     assert both["train"] and both["bytes_per_device"] == eval_bytes + train_bytes
-    augmented = load_dataset("digits32", data_dir=data_dir, augment="cifar")
-    assert not plan_resident(augmented, limit_bytes=1 << 30, eval_batch_size=100,
-                             num_devices=2)["eval"]
+    augmented = load_dataset("digits32", data_dir=data_dir, augment="cifar")   # through tf.data
+    plan = plan_resident(augmented, limit_bytes=1 << 30, eval_batch_size=100, num_devices=2)
+    assert plan["eval"] and not plan["train"] and plan["bytes_per_device"] == eval_bytes
     with pytest.raises(ConfigError, match=r"device_resident_bytes=-1 must be >= 0"):
         validate(tiny_config(data_dir, device_resident_bytes=-1))
+
+
+def test_resident_eval_of_a_tf_data_split_equals_the_streamed_eval(data_dir, tmp_path):
+    """digits32 through the cifar preset's tf.data pipeline: the eval split is kept (evaluation
+    is deterministic), the train split is not; evaluations from the kept batches equal the
+    streamed one exactly."""
+    config = tiny_config(data_dir, dataset="digits32", augment="cifar", num_devices=2,
+                         eval_batch_size=100)
+    trainer = Trainer(config, str(tmp_path))
+    trainer.compile()
+    trainer.release()
+    assert trainer.resident["eval"] and not trainer.resident["train"]
+    kept = [trainer.evaluate(trainer.state) for _ in range(2)]
+    trainer.resident = dict(trainer.resident, eval=False)
+    assert kept[0] == kept[1] == trainer.evaluate(trainer.state)
+    assert kept[0][0]["num_examples"] == 360
