@@ -9,10 +9,10 @@ How the examples are held (``cache``):
   * in memory (``ArraySplit``), when the decoded split is small ('auto': fixed image shape and at
     most ``CACHE_MAX_BYTES``) or ``cache='memory'``; read once through TFDS, then from a numpy
     copy beside the TFDS files (``array_cache.py``), so later runs start without TensorFlow.
-    With no augmentation or resizing the images
-    are scaled to float32 [0, 1] (and standardized) once at load and batches are numpy gathers
-    (``TrainStream``; with uint8 transfer the uint8 images are kept as well, ``ArraySplit.wire``,
-    and the devices normalize them: ``transfer.py``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
+    With no augmentation or resizing the images are scaled to float32 [0, 1] (and standardized)
+    once at load and batches are numpy gathers (``TrainStream``; with uint8 transfer the uint8
+    images are kept as well, ``ArraySplit.wire``, and the devices normalize them:
+    ``transfer.py``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
     augments them. Each process holds the whole split and reads its rows of every batch.
   * streamed from the prepared TFDS files (``TfdsSplit``, ``streaming.py``): ImageNet-size data,
     each process reading only its shard.
