@@ -200,9 +200,11 @@ def measure(model: str, layout: str, repeats: int, e2e_steps: int, step_seconds:
         trainer = Trainer(config, os.path.join(root, "probe"))
         trainer.compile()
         peer = Peer(trainer, devices, micro, config.num_steps)
-        arrays = trainer.data.train.arrays
+        arrays = trainer.data.train.arrays   # the peer: normalized on the host, float32
         host = {k: v[:BATCH] for k, v in arrays.items()}
-        batch = parallel.global_batch(trainer.mesh, host)
+        # Ours as the trainer sends them (uint8 images of digits32, normalized in the step).
+        batch = parallel.global_batch(trainer.mesh, {k: v[:BATCH] for k, v in
+                                                     trainer.data.train.wire_arrays.items()})
         px, py = peer.shard(host["image"]), peer.shard(host["label"])
         holder = {"state": trainer.state}
 

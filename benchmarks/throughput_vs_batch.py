@@ -49,7 +49,7 @@ def measure(batch_size: int, examples: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(config, workdir)
         summary = trainer.run()
-        host_batch = {k: v[:batch_size] for k, v in trainer.data.train.arrays.items()}
+        host_batch = {k: v[:batch_size] for k, v in trainer.data.train.wire_arrays.items()}
         batch = parallel.global_batch(trainer.mesh, host_batch)
         state, metrics = trainer.step_fn(trainer.state, batch)
         jax.block_until_ready(metrics)

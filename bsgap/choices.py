@@ -12,6 +12,8 @@ DTYPE_NAMES = ("float32", "bfloat16")
 # jax_default_matmul_precision's named levels for float32 matmuls and convolutions (config
 # ``matmul_precision``; None leaves JAX's default: one bf16 pass on TPU, TF32 on new GPUs).
 MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+# How images travel to the devices (config ``image_transfer``; bsgap/data/transfer.py).
+IMAGE_TRANSFERS = ("auto", "uint8", "float32")
 NORM_KINDS = ("none", "batch", "ghost")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 # How the step computes (CLI flags of bsgap.train; bsgap/accumulation.py, bsgap/models/conv_grad.py).

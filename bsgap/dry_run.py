@@ -27,6 +27,7 @@ def describe(trainer) -> str:
     finally:
         trainer.release()
     c, r = trainer.config, trainer.resolved
+    transfer, resident = trainer.data.transfer, trainer.resident
     lay = r.layout
     evals = r.total_steps // r.eval_every_steps + (r.total_steps % r.eval_every_steps != 0)
     schedule = c.schedule + (f", milestones at steps {list(r.milestone_steps)} (x{c.schedule_gamma})"
@@ -57,6 +58,10 @@ def describe(trainer) -> str:
         f"  compiled step: {_mib(trainer.step_bytes)} per device, compiled in "
         f"{trainer.compile_seconds:.1f}s ({trainer.trials_loop} over {trainer.num_trials} "
         f"trial(s), accumulation loop {trainer.accumulation_loop})",
+        f"  input: images sent as {transfer.dtype}, normalized on the "
+        f"{'device' if transfer.on_device else 'host'} ({transfer.reason}); kept on the devices: "
+        f"{', '.join(k for k in ('train', 'eval') if resident[k]) or 'nothing'} "
+        f"({_mib(resident['bytes_per_device'])} per device of {_mib(resident['limit_bytes'])})",
     ]
     warning = bn_group_warning(lay, c.normalization, c.ghost_batch_size)
     if warning:

@@ -8,10 +8,12 @@ when what one device holds at the worst moment stays within ``(1 - memory_headro
 the limit (``MemoryBudget``):
 
     max(train step, eval step) + QUEUED_INPUT_BATCHES x one per-device train batch
+        + the splits kept on the device (bsgap/device_resident.py)
 
 The train and eval programs run one after the other on the same state, so the larger of the two
 footprints (each counting the state once) is live at a time; the eval program is compiled ahead for
-this. The batches queued for the next steps come on top. The headroom fraction covers what no
+this. The batches queued for the next steps (as sent: uint8 images count one byte a value) and the
+resident splits come on top. The headroom fraction covers what no
 program reports: checkpoint slices copied to the host, the allocator's fragmentation and the
 runtime's own buffers. A compile that XLA rejects as too big (``RESOURCE_EXHAUSTED``, as XLA:TPU
 does at compile time) is "does not fit", like a footprint over the budget.
@@ -108,18 +110,22 @@ class MemoryBudget:
     headroom_fraction: float = DEFAULT_HEADROOM_FRACTION
     eval_step_bytes: int | None = None
     queued_input_bytes: int = 0
+    resident_bytes: int = 0     # splits kept on the device (bsgap/device_resident.py)
 
     @property
     def usable_bytes(self) -> int:
         return int(self.limit_bytes * (1.0 - self.headroom_fraction))
 
     def needed_bytes(self, step_bytes: int) -> int:
-        return max(step_bytes, self.eval_step_bytes or 0) + self.queued_input_bytes
+        return (max(step_bytes, self.eval_step_bytes or 0) + self.queued_input_bytes
+                + self.resident_bytes)
 
     def describe(self, step_bytes: int) -> str:
         return (f"{format_bytes(self.needed_bytes(step_bytes))} bytes = max(train step "
                 f"{format_bytes(step_bytes)}, eval step {format_bytes(self.eval_step_bytes)}) + "
-                f"{format_bytes(self.queued_input_bytes)} of queued input")
+                f"{format_bytes(self.queued_input_bytes)} of queued input"
+                + (f" + {format_bytes(self.resident_bytes)} of resident data"
+                   if self.resident_bytes else ""))
 
     def to_json(self) -> dict:
         return dict(dataclasses.asdict(self), usable_bytes=self.usable_bytes)
@@ -233,9 +239,10 @@ def choose_microbatch(layout: BatchLayout, compile_for: Callable[[BatchLayout], 
             f"no microbatch fits in {format_bytes(budget.usable_bytes)} bytes per device "
             f"({1 - budget.headroom_fraction:.0%} of the limit {format_bytes(budget.limit_bytes)};"
             f" eval step {format_bytes(budget.eval_step_bytes)}, queued input "
-            f"{format_bytes(budget.queued_input_bytes)}; tried microbatch, bytes: {tried}); use "
-            "more devices, a smaller ghost_batch_size, a smaller eval_batch_size or model, or a "
-            "smaller memory_headroom_fraction")
+            f"{format_bytes(budget.queued_input_bytes)}, resident data "
+            f"{format_bytes(budget.resident_bytes)}; tried microbatch, bytes: {tried}); use "
+            "more devices, a smaller ghost_batch_size, a smaller eval_batch_size or model, a "
+            "smaller memory_headroom_fraction or device_resident_bytes")
     candidate, compiled, used = compiled_by_index[best]
     log(f"microbatch_size=auto: chose microbatch {candidate.microbatch} x "
         f"{candidate.accumulation_steps} accumulation steps ({budget.describe(used)} of "

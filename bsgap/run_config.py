@@ -11,7 +11,8 @@ import math
 
 from bsgap import scaling
 from bsgap.layout import BatchLayout, bn_group_follows_layout, resolve_layout
-from bsgap.choices import DTYPE_NAMES, MATMUL_PRECISIONS, MODEL_NAMES, NORM_KINDS, OPTIMIZERS
+from bsgap.choices import (DTYPE_NAMES, IMAGE_TRANSFERS, MATMUL_PRECISIONS, MODEL_NAMES,
+                           NORM_KINDS, OPTIMIZERS)
 
 
 class ConfigError(ValueError):
@@ -111,6 +112,10 @@ def validate(config) -> None:
     _check_number(config, "checkpoint_every_steps", low=1, integer=True, optional=True)
     _check_number(config, "keep_checkpoints", low=1, integer=True)
     _check_number(config, "memory_limit_bytes", low=1, integer=True, optional=True)
+    if "image_transfer" in config:
+        _check_choice(config, "image_transfer", IMAGE_TRANSFERS)
+    if "device_resident_bytes" in config:
+        _check_number(config, "device_resident_bytes", low=0, integer=True)
     if config.get("data_threads") is not None:
         _check_number(config, "data_threads", low=0, integer=True)
     if config.get("memory_headroom_fraction") is not None:

@@ -36,7 +36,9 @@ class RunRecords:
                                 trials_loop_reason=self.trials_loop_reason,
                                 jax_settings=self.jax_settings,
                                 accumulation_loop=self.accumulation_loop,
-                                conv_gradients=self.conv_gradients),
+                                conv_gradients=self.conv_gradients,
+                                image_transfer=self.data.transfer.to_json(),
+                                device_resident=self.resident),
             "compile_seconds": self.compile_seconds, "step_bytes_per_device": self.step_bytes,
             "memory": self.memory_record})
 

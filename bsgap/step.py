@@ -187,6 +187,19 @@ def make_train_step(*, model, tx: optax.GradientTransformation, layout: BatchLay
     return local_step
 
 
+def with_model_inputs(local_fn, to_model_input: Callable | None):
+    """``fn(state, batch)`` that first makes ``batch['image']`` model inputs on the device with
+    ``to_model_input`` (``ImageTransfer.to_model_input``: uint8 -> float32, scaled and
+    standardized; bsgap/data/transfer.py), then calls ``local_fn``; ``local_fn`` for None."""
+    if to_model_input is None:
+        return local_fn
+
+    def fn(state, batch, *rest):
+        return local_fn(state, dict(batch, image=to_model_input(batch["image"])), *rest)
+
+    return fn
+
+
 def make_eval_step(*, model, num_classes: int):
     """Per-device ``eval(state, batch) -> sums``; ``batch['mask']`` marks real examples.
 

@@ -38,6 +38,8 @@ from bsgap.agreement import decided_by_process_0
 from bsgap.checkpoint import Checkpointer
 from bsgap.data import load_dataset_from_config
 from bsgap.device_prefetch import DevicePrefetcher
+from bsgap.device_resident import (DEFAULT_DEVICE_RESIDENT_BYTES, ResidentEval,
+                                   ResidentTrainSplit, plan_resident)
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
 from bsgap.jax_settings import apply_jax_settings
@@ -50,7 +52,8 @@ from bsgap.optim import make_optimizer
 from bsgap.restore import model_from_config
 from bsgap.run_records import RunRecords, say
 from bsgap.scaling import schedule_factor_fn
-from bsgap.step import init_key, make_eval_step, make_init_fn, make_train_step
+from bsgap.step import (init_key, make_eval_step, make_init_fn, make_train_step,
+                        with_model_inputs)
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
 from bsgap.trials import choose_trials_loop, over_trials, take_trial
 from bsgap.workdir import WorkdirError, refuse_url_workdir, workdir_state
@@ -202,9 +205,22 @@ class Trainer(RunRecords):
                                          *states)
         self.state = parallel.replicate(self.mesh, stacked)
         local_eval = make_eval_step(model=self.model, num_classes=r.num_classes)
-        self.eval_fn = parallel.data_parallel(
-            over_trials(local_eval, self.trials_loop, shared_batch=True), self.mesh)
+        # Batches arrive as the dataset sends them (uint8 images where image_transfer is uint8):
+        # normalized first thing in the jitted step, once for all trials (bsgap/data/transfer.py).
+        self.eval_fn = parallel.data_parallel(with_model_inputs(
+            over_trials(local_eval, self.trials_loop, shared_batch=True), self._to_model_input),
+            self.mesh)
         self.eval_step = None   # compiled ahead by _compile (its footprint joins the budget)
+        # Which in-memory splits stay on the devices (bsgap/device_resident.py).
+        self.resident = plan_resident(
+            self.data, limit_bytes=c.get("device_resident_bytes", DEFAULT_DEVICE_RESIDENT_BYTES),
+            eval_batch_size=c.eval_batch_size, num_devices=self.num_devices,
+            process_count=jax.process_count())
+        self._resident_eval = ResidentEval()
+
+    @property
+    def _to_model_input(self):
+        return self.data.transfer.to_model_input if self.data.transfer.on_device else None
 
     def compile(self):
         """Build the model, optimizer and initial state and compile the train step (``step_fn``);
@@ -220,7 +236,7 @@ class Trainer(RunRecords):
 
     def _compile(self):
         c, r = self.config, self.resolved
-        spec = self.data.element_spec
+        spec = self.data.wire_spec   # the batches as sent (uint8 images: normalized in the step)
         sharding = parallel.batch_sharded(self.mesh, self._batch_spec())
         lead = (c.batch_size,) if self.shared_data else (self.num_trials, c.batch_size)
 
@@ -236,7 +252,8 @@ class Trainer(RunRecords):
                                     schedule_factor=self.schedule_factor,
                                     accumulation_loop=self.accumulation_loop,
                                     conv_gradients=self.conv_gradients)
-            trials_step = over_trials(local, self.trials_loop, self.shared_data)
+            trials_step = with_model_inputs(over_trials(local, self.trials_loop, self.shared_data),
+                                            self._to_model_input)
             fn = parallel.data_parallel(trials_step, self.mesh, donate_state=True,
                                         batch_spec=self._batch_spec())
             batch = {k: jax.ShapeDtypeStruct(lead + tuple(shape), dtype, sharding=sharding)
@@ -254,7 +271,8 @@ class Trainer(RunRecords):
                 headroom_fraction=c.get("memory_headroom_fraction", DEFAULT_HEADROOM_FRACTION),
                 eval_step_bytes=compiled_bytes(self.eval_step),
                 queued_input_bytes=QUEUED_INPUT_BATCHES * input_batch_bytes(
-                    spec, r.layout.per_device_batch * trials_per_batch))
+                    spec, r.layout.per_device_batch * trials_per_batch),
+                resident_bytes=self.resident["bytes_per_device"])
         layout, self.step_fn, self.step_bytes, tried = choose_microbatch(
             r.layout, compile_for, auto=auto, budget=budget, log=say)
         if auto:
@@ -269,7 +287,7 @@ class Trainer(RunRecords):
     def _eval_batch_spec(self) -> dict:
         """Shapes of one global eval batch (the train example's keys and a float32 'mask')."""
         sharding = parallel.batch_sharded(self.mesh)
-        spec = dict(self.data.element_spec, mask=((), np.dtype(np.float32)))
+        spec = dict(self.data.wire_spec, mask=((), np.dtype(np.float32)))
         return {k: jax.ShapeDtypeStruct((self.config.eval_batch_size,) + tuple(shape), dtype,
                                         sharding=sharding) for k, (shape, dtype) in spec.items()}
 
@@ -293,10 +311,17 @@ class Trainer(RunRecords):
     def evaluate(self, state) -> list[dict]:
         """Loss and accuracy of every trial over the whole eval split (padded + masked)."""
         step = self.eval_step if self.eval_step is not None else self.eval_fn
+
+        def device_batches():
+            for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
+                                                jax.process_count(), wire=True):
+                yield parallel.global_batch(self.mesh, batch)
+
+        resident = getattr(self, "resident", {}).get("eval")
         sums = None
-        for batch in self.data.eval_batches(self.config.eval_batch_size, jax.process_index(),
-                                            jax.process_count()):
-            batch_sums = step(state, parallel.global_batch(self.mesh, batch))
+        for batch in (self._resident_eval.batches(device_batches) if resident
+                      else device_batches()):
+            batch_sums = step(state, batch)
             # Summed on the devices (float32: exact counts up to 2^24 examples), fetched once.
             sums = batch_sums if sums is None else _add_sums(sums, batch_sums)
         sums = jax.device_get(sums)
@@ -363,7 +388,7 @@ class Trainer(RunRecords):
                                          tensorboard=c.tensorboard, start_step=step)
         self._announce()
         streams = [self.data.train_stream(c.batch_size, data_seed(t.config), jax.process_index(),
-                                          jax.process_count())
+                                          jax.process_count(), wire=True)
                    for t in (self.trials[:1] if self.shared_data else self.trials)]
         from tqdm import tqdm
 
@@ -373,12 +398,7 @@ class Trainer(RunRecords):
         self._postfix = {}   # the bar's latest train loss/accuracy/examples/s and eval accuracy
         pending, first_interval = [], True
 
-        def device_batch(step):
-            host_batch = (streams[0].batch(step) if self.shared_data else
-                          jax.tree_util.tree_map(lambda *xs: np.stack(xs),
-                                                 *[s.batch(step) for s in streams]))
-            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
-
+        device_batch = self.device_batch_fn(streams)
         if self.device_prefetch:   # made in a background thread, this many steps ahead
             device_batch = self._exits.enter_context(DevicePrefetcher(
                 device_batch, step, total, depth=self.device_prefetch)).get
@@ -404,6 +424,25 @@ class Trainer(RunRecords):
                 self._interrupted(stop, step)
         bar.close()
         return self._finish(step)
+
+    def device_batch_fn(self, streams):
+        """``device_batch(step)``: the global batch of ``step`` on the devices, as the loop feeds
+        the step, from the ``streams`` (one per data order, ``wire=True``): this process's rows
+        made into global arrays, or, where the train split stays on the devices, only their
+        indices sent and the rows gathered there (bsgap/device_resident.py)."""
+        resident = (ResidentTrainSplit(self.mesh, self.data.train.wire_arrays, self._batch_spec())
+                    if self.resident["train"] else None)
+
+        def device_batch(step):
+            if resident is not None:   # only the indices travel; the devices gather the rows
+                return resident.batch(streams[0].indices(step) if self.shared_data else
+                                      np.stack([s.indices(step) for s in streams]))
+            host_batch = (streams[0].batch(step) if self.shared_data else
+                          jax.tree_util.tree_map(lambda *xs: np.stack(xs),
+                                                 *[s.batch(step) for s in streams]))
+            return parallel.global_batch(self.mesh, host_batch, self._batch_spec())
+
+        return device_batch
 
     def _announce(self):
         c, r = self.config, self.resolved

@@ -26,8 +26,13 @@ def plain_config(config) -> dict:
 # Config fields added after runs were first written, with the value that does what runs without
 # the field did (none of them changes a result): a stored config without the field is the same run
 # as a new one that leaves it at this value, so older run directories still resume.
+# image_transfer='auto' sends float datasets (MNIST-1D, the 8x8 digits: every committed run) as
+# before, bit for bit; uint8 images it normalizes on the device instead, which agrees with the
+# host's normalization to float32 rounding (a few 1e-7; bsgap/data/transfer.py), not bitwise.
+# Splits kept on the devices (device_resident_bytes) give the same batches bit for bit.
 FIELDS_ADDED_LATER = {"data_threads": 48, "matmul_precision": None,
-                      "memory_headroom_fraction": 0.1, "compilation_cache_dir": None}
+                      "memory_headroom_fraction": 0.1, "compilation_cache_dir": None,
+                      "image_transfer": "auto", "device_resident_bytes": 64 << 20}
 
 
 def absent_means_same(key: str, stored: dict, value) -> bool:

@@ -26,6 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.cache = "auto"                    # auto | memory | none: decoded split in host memory
     c.shuffle_buffer = 10_000           # streamed datasets: records per shuffle window
     c.data_threads = 48                 # tf.data private thread pool, 1 thread per op (0: uncapped)
+    c.image_transfer = "auto"           # auto | uint8 | float32: how images go to the devices
+    c.device_resident_bytes = 64 << 20  # in-memory splits kept on each device up to this (0: none)
     # Model.
     c.model = "cnn1d"
     c.model_kwargs = ml_collections.ConfigDict({"channels": 32})

@@ -25,6 +25,10 @@ def get_config():
     c.eval_split = "validation"
     c.augment = "inception"
     c.image_size = 224
+    # Resized pixels sent as uint8 (1/4 of float32's bytes), normalized on the device: rounded to
+    # integers after the resize, as the papers' own pipelines stored them (Caffe's resized uint8
+    # LMDB; OpenCV's uint8 resize); 'auto' would send float32 (bsgap/data/transfer.py).
+    c.image_transfer = "uint8"
     c.pixel_mean, c.pixel_std = IMAGENET_MEAN, IMAGENET_STD
     c.eval_batch_size = 1000
     c.model = "resnet50"

@@ -48,7 +48,11 @@ def drive_steps(trainer, num_steps: int, *, all_trials: bool = False):
 
     if not hasattr(trainer, "step_fn"):
         trainer.compile()
-    stream = trainer.data.train_stream(trainer.config.batch_size, data_seed(trainer.config))
+    seed = data_seed(trainer.config)
+    # The step takes the batches as sent (uint8 images where image_transfer is uint8, normalized
+    # in the step); a test recomputes from the model inputs, normalized on the host.
+    stream = trainer.data.train_stream(trainer.config.batch_size, seed)
+    sent = trainer.data.train_stream(trainer.config.batch_size, seed, wire=True)
     if not trainer.shared_data:
         raise ValueError("drive_steps feeds one data order: give the trials one data seed")
     pick = (lambda tree: tree) if all_trials else (
@@ -56,8 +60,8 @@ def drive_steps(trainer, num_steps: int, *, all_trials: bool = False):
     for t in range(num_steps):
         before = jax.device_get(pick(trainer.state.params))
         batch = stream.batch(t)
-        trainer.state, metrics = trainer.step_fn(
-            trainer.state, parallel.global_batch(trainer.mesh, batch, trainer._batch_spec()))
+        trainer.state, metrics = trainer.step_fn(trainer.state, parallel.global_batch(
+            trainer.mesh, sent.batch(t), trainer._batch_spec()))
         after = jax.device_get(pick(trainer.state.params))
         yield t, before, after, batch, jax.device_get(pick(metrics))
 

@@ -114,6 +114,8 @@ def test_dry_run_from_another_directory_writes_nothing(data_dir, tmp_path):
     assert "warning: the BN group is 32 examples, not the batch of 128" in out
     assert "learning rate: 0.05 at B=128, rule 'none' x1 = 0.05" in out
     assert "MiB per device" in out
+    assert ("input: images sent as float32, normalized on the host (auto: float32 examples); "
+            "kept on the devices: train, eval (0.8 MiB per device of 64.0 MiB)") in out
 
 
 def test_bad_command_lines_exit_2_before_any_work(tmp_path):

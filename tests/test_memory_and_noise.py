@@ -25,14 +25,18 @@ def _footprint(data_dir, tmp_path, micro):
 
 
 def test_auto_microbatch_picks_largest_that_fits(data_dir, tmp_path):
-    """The budget: max(train step, eval step) + 2 queued batches within 90% of the limit. The
-    limit is put where 64 fits 100% of it but not 90%, so only the headroom makes it pick 32."""
+    """The budget: max(train step, eval step) + 2 queued batches + the data kept on the device
+    within 90% of the limit. The limit is put where 64 fits 100% of it but not 90%, so only the
+    headroom makes it pick 32."""
     measured = {m: _footprint(data_dir, tmp_path, m) for m in (64, 32, 16)}
     sizes = {m: train for m, (train, _) in measured.items()}
     eval_bytes = measured[64][1]
     assert sizes[64] > sizes[32] > sizes[16] and {e for _, e in measured.values()} == {eval_bytes}
     queued = 2 * 64 * (8 * 8 * 4 + 4)     # two per-device batches: 8x8 float32 image, int32 label
-    need = {m: max(sizes[m], eval_bytes) + queued for m in sizes}
+    # The splits kept on the device (bsgap/device_resident.py): the eval split padded to 2 x 200
+    # (image, label, mask) and the 1,437 training examples.
+    resident = 400 * (8 * 8 * 4 + 4 + 4) + 1437 * (8 * 8 * 4 + 4)
+    need = {m: max(sizes[m], eval_bytes) + queued + resident for m in sizes}
     limit = int((need[32] + need[64]) / 2 / 0.9)
     assert need[64] <= limit and need[64] > 0.9 * limit >= need[32]
     config = tiny_config(data_dir, normalization="ghost", ghost_batch_size=4, batch_size=64,
@@ -46,7 +50,8 @@ def test_auto_microbatch_picks_largest_that_fits(data_dir, tmp_path):
     assert stored["resolved"]["layout"]["microbatch"] == 32 and summary["status"] == "complete"
     assert stored["memory"]["budget"] == {
         "limit_bytes": limit, "headroom_fraction": 0.1, "eval_step_bytes": eval_bytes,
-        "queued_input_bytes": queued, "usable_bytes": int(limit * 0.9)}
+        "queued_input_bytes": queued, "resident_bytes": resident,
+        "usable_bytes": int(limit * 0.9)}
     # 64 is one microbatch, compiled without a loop there (with a one-step scan above).
     assert [m for m, _ in stored["memory"]["tried"]] == [64, 32]
     assert stored["memory"]["tried"][1][1] == sizes[32]

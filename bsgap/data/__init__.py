@@ -9,9 +9,10 @@ How the examples are held (``cache``):
   * in memory (``ArraySplit``), when the decoded split is small ('auto': fixed image shape and at
     most ``CACHE_MAX_BYTES``) or ``cache='memory'``; read once through TFDS, then from a numpy
     copy beside the TFDS files (``array_cache.py``), so later runs start without TensorFlow.
-    With no augmentation or resizing the images
-    are scaled to float32 [0, 1] (and standardized) once at load and batches are numpy gathers
-    (``TrainStream``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
+    With no augmentation or resizing the images are scaled to float32 [0, 1] (and standardized)
+    once at load and batches are numpy gathers (``TrainStream``; with uint8 transfer the uint8
+    images are kept as well, ``ArraySplit.wire``, and the devices normalize them:
+    ``transfer.py``); otherwise they stay uint8 and the tf.data pipeline of ``indexed.py``
     augments them. Each process holds the whole split and reads its rows of every batch.
   * streamed from the prepared TFDS files (``TfdsSplit``, ``streaming.py``): ImageNet-size data,
     each process reading only its shard.
@@ -30,6 +31,7 @@ from bsgap.data import array_cache
 from bsgap.data.catalog import IMAGE_FOLDER, DataError, image_folder, prepared_builder
 from bsgap.data.preprocess import PRESETS, Preprocess
 from bsgap.data.sources import ArraySplit, TrainStream, eval_batches
+from bsgap.data.transfer import FLOAT32, ImageTransfer, resolve_transfer
 
 CACHE_CHOICES = ("auto", "memory", "none")
 CACHE_MAX_BYTES = 2 << 30
@@ -46,39 +48,57 @@ class Dataset:
     preprocess: Preprocess | None = None   # None: arrays are final (numpy batches)
     shuffle_buffer: int = 10_000
     data_threads: int = DEFAULT_DATA_THREADS   # tf.data pipelines' private pool; 0: uncapped
+    transfer: ImageTransfer = FLOAT32   # how batches travel to the devices (data/transfer.py)
 
+    # ``wire=False`` (the default): model inputs, normalized on the host, for every consumer.
+    # ``wire=True``: the batches as sent to the devices (uint8 images where ``transfer`` is
+    # uint8), for a step that applies ``transfer.to_model_input`` itself (the trainer's).
     def train_stream(self, global_batch: int, seed: int, process_index: int = 0,
-                     process_count: int = 1):
+                     process_count: int = 1, *, wire: bool = False):
         """Object with ``batch(step)``: this process's rows of the global batch at ``step``."""
+        wire = wire and self.transfer.on_device
         if self.preprocess is None:   # numpy only (no TensorFlow import)
-            return TrainStream(self.train, global_batch, seed, process_index, process_count)
+            return TrainStream(self.train, global_batch, seed, process_index, process_count,
+                               wire=wire)
         from bsgap.data.streaming import StreamingTrainStream, TfdsSplit
 
         if isinstance(self.train, TfdsSplit):
             return StreamingTrainStream(self.train, self.preprocess, global_batch, seed,
                                         process_index, process_count,
                                         shuffle_buffer=self.shuffle_buffer,
-                                        threads=self.data_threads)
+                                        threads=self.data_threads, wire=wire)
         from bsgap.data.indexed import IndexedTrainStream
 
         return IndexedTrainStream(self.train, self.preprocess, global_batch, seed,
-                                  process_index, process_count, threads=self.data_threads)
+                                  process_index, process_count, threads=self.data_threads,
+                                  wire=wire)
 
-    def eval_batches(self, global_batch: int, process_index: int = 0, process_count: int = 1):
+    def eval_batches(self, global_batch: int, process_index: int = 0, process_count: int = 1,
+                     *, wire: bool = False):
         """Padded batches covering the eval split once across processes (with 'mask')."""
+        wire = wire and self.transfer.on_device
         if self.preprocess is None:
-            return eval_batches(self.eval, global_batch, process_index, process_count)
+            return eval_batches(self.eval, global_batch, process_index, process_count, wire=wire)
         from bsgap.data.streaming import TfdsSplit, streaming_eval_dataset
 
         if isinstance(self.eval, TfdsSplit):
             ds = streaming_eval_dataset(self.eval, self.preprocess, global_batch,
-                                        process_index, process_count, threads=self.data_threads)
+                                        process_index, process_count, threads=self.data_threads,
+                                        wire=wire)
         else:
             from bsgap.data.indexed import indexed_eval_dataset
 
             ds = indexed_eval_dataset(self.eval, self.preprocess, global_batch, process_index,
-                                      process_count, threads=self.data_threads)
+                                      process_count, threads=self.data_threads, wire=wire)
         return ds.as_numpy_iterator()
+
+    @property
+    def wire_spec(self) -> dict:
+        """``element_spec`` of the batches as sent to the devices (``wire=True``)."""
+        spec = self.element_spec
+        if self.transfer.on_device:
+            spec = dict(spec, image=(spec["image"][0], np.dtype(np.uint8)))
+        return spec
 
     @property
     def element_spec(self) -> dict:
@@ -106,8 +126,9 @@ def _input_shape(split) -> tuple:
     return (None, None, 3)
 
 
-def _standardize(image: np.ndarray, p: Preprocess) -> np.ndarray:
-    """float32 [0, 1] (uint8 / 255), minus mean, over std: numpy twin of augment.normalize."""
+def standardize(image: np.ndarray, p: Preprocess) -> np.ndarray:
+    """float32 [0, 1] (uint8 / 255), minus mean, over std: numpy twin of augment.normalize and
+    of ``ImageTransfer.to_model_input`` (the device's)."""
     out = image.astype(np.float32) / np.float32(255.0) if image.dtype == np.uint8 \
         else np.asarray(image, np.float32)
     if p.pixel_mean:
@@ -117,20 +138,26 @@ def _standardize(image: np.ndarray, p: Preprocess) -> np.ndarray:
     return out
 
 
-def _load_arrays(builder, split: str, p: Preprocess, final: bool) -> ArraySplit:
+def _load_arrays(builder, split: str, p: Preprocess, final: bool,
+                 transfer: ImageTransfer) -> ArraySplit:
     data = array_cache.load_split(builder, split)   # without TensorFlow once cached
-    image = _standardize(data["image"], p) if final else data["image"]
-    return ArraySplit({"image": image, "label": data["label"]})
+    if not final:   # raw images; the tf.data pipeline of indexed.py preprocesses them
+        return ArraySplit({"image": data["image"], "label": data["label"]})
+    split_arrays = ArraySplit({"image": standardize(data["image"], p), "label": data["label"]})
+    if transfer.on_device:   # the uint8 images too, as sent to the devices
+        split_arrays.wire = {"image": data["image"], "label": data["label"]}
+    return split_arrays
 
 
-def _cache_in_memory(cache: str, name: str, shape, dtype, num_examples: int, final: bool) -> bool:
+def _cache_in_memory(cache: str, name: str, shape, dtype, num_examples: int, final: bool,
+                     transfer: ImageTransfer = FLOAT32) -> bool:
     static = all(d is not None for d in shape)
     if cache == "memory" and not static:
         raise DataError(f"cache='memory': dataset={name!r} has images of variable shape "
                         f"{tuple(shape)}; only fixed-shape datasets are cached (use 'auto')")
     if cache != "auto":
         return cache == "memory"
-    itemsize = 4 if final else np.dtype(dtype).itemsize
+    itemsize = 4 + (1 if transfer.on_device else 0) if final else np.dtype(dtype).itemsize
     return static and num_examples * math.prod(shape) * itemsize <= CACHE_MAX_BYTES
 
 
@@ -139,8 +166,10 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
                  image_size=None, cache: str = "auto", pixel_mean=(), pixel_std=(),
                  download: bool = False, process_count: int = 1,
                  shuffle_buffer: int = 10_000,
-                 data_threads: int = DEFAULT_DATA_THREADS) -> Dataset:
-    """Open (preparing where allowed) a dataset and choose how to hold and preprocess it."""
+                 data_threads: int = DEFAULT_DATA_THREADS,
+                 image_transfer: str = "auto") -> Dataset:
+    """Open (preparing where allowed) a dataset and choose how to hold and preprocess it, and how
+    its batches travel to the devices (``image_transfer``: bsgap/data/transfer.py)."""
     if cache not in CACHE_CHOICES:
         raise DataError(f"cache={cache!r} is not one of {CACHE_CHOICES}")
     if isinstance(data_threads, bool) or not isinstance(data_threads, int) or data_threads < 0:
@@ -156,8 +185,10 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
 
         train, evaluation, names = image_folder(manual_dir, train_split, eval_split)
         _check_shape(name, p, (None, None, 3))
+        transfer = resolve_transfer(image_transfer, dataset=name, source_dtype=np.uint8,
+                                    preprocess=p, input_shape=(None, None, 3))
         return Dataset(name, FileSplit(*train), FileSplit(*evaluation), len(names), eval_split, p,
-                       data_threads=data_threads)
+                       data_threads=data_threads, transfer=transfer)
 
     builder = prepared_builder(name, data_dir=data_dir, manual_dir=manual_dir,
                                download=download, process_count=process_count)
@@ -177,13 +208,15 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
     if len(shape) == 3 and shape[-1]:
         p = dataclasses.replace(p, channels=shape[-1])
     final = p.is_identity(shape)
+    transfer = resolve_transfer(image_transfer, dataset=name, source_dtype=dtype, preprocess=p,
+                                input_shape=shape)
     sizes = [info.splits[s].num_examples for s in (train_split, eval_split)]
     num_classes = info.features["label"].num_classes
-    if _cache_in_memory(cache, name, shape, dtype, sum(sizes), final):
-        train = _load_arrays(builder, train_split, p, final)
-        evaluation = _load_arrays(builder, eval_split, p, final)
+    if _cache_in_memory(cache, name, shape, dtype, sum(sizes), final, transfer):
+        train = _load_arrays(builder, train_split, p, final, transfer)
+        evaluation = _load_arrays(builder, eval_split, p, final, transfer)
         return Dataset(name, train, evaluation, num_classes, eval_split,
-                       None if final else p, shuffle_buffer, data_threads)
+                       None if final else p, shuffle_buffer, data_threads, transfer)
     from bsgap.data.streaming import TfdsSplit
 
     if getattr(info.file_format, "value", info.file_format) != "tfrecord":
@@ -192,7 +225,7 @@ def load_dataset(name: str, *, data_dir=None, eval_split: str = "test",
                         "cache='memory')")
     return Dataset(name, TfdsSplit(builder, train_split, sizes[0]),
                    TfdsSplit(builder, eval_split, sizes[1]), num_classes, eval_split, p,
-                   shuffle_buffer, data_threads)
+                   shuffle_buffer, data_threads, transfer)
 
 
 def _check_shape(name, p: Preprocess, shape) -> None:
@@ -216,8 +249,10 @@ def load_dataset_from_config(config, process_count: int = 1) -> Dataset:
         cache=get("cache", "auto"), pixel_mean=tuple(get("pixel_mean", ())),
         pixel_std=tuple(get("pixel_std", ())), download=get("download", False),
         process_count=process_count, shuffle_buffer=get("shuffle_buffer", 10_000),
-        data_threads=get("data_threads", DEFAULT_DATA_THREADS))
+        data_threads=get("data_threads", DEFAULT_DATA_THREADS),
+        image_transfer=get("image_transfer", "auto"))
 
 
-__all__ = ["ArraySplit", "CACHE_CHOICES", "DEFAULT_DATA_THREADS", "DataError", "Dataset", "PRESETS", "Preprocess",
-           "TrainStream", "eval_batches", "load_dataset", "load_dataset_from_config"]
+__all__ = ["ArraySplit", "CACHE_CHOICES", "DEFAULT_DATA_THREADS", "DataError", "Dataset",
+           "ImageTransfer", "PRESETS", "Preprocess", "TrainStream", "eval_batches", "load_dataset",
+           "load_dataset_from_config", "standardize"]

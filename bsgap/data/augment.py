@@ -183,15 +183,30 @@ def normalize(image, p: Preprocess, source_dtype):
     return image
 
 
-def transform(image, seed, p: Preprocess, *, train: bool, input_shape, source_dtype=tf.uint8):
+def to_uint8(image):
+    """uint8 pixels as sent to the devices (bsgap/data/transfer.py): unchanged when the preset
+    kept them uint8, else (resampled) rounded to the nearest integer, ties to even, in [0, 255]."""
+    if image.dtype == tf.uint8:
+        return image
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def transform(image, seed, p: Preprocess, *, train: bool, input_shape, source_dtype=tf.uint8,
+              wire: bool = False):
     """Apply preset ``p.augment`` to one image; ``seed`` is a [2] int tensor (unused for eval).
 
     ``image`` is encoded bytes when its dtype is tf.string. Returns float32 of the static shape
-    ``p.output_shape(input_shape)``.
+    ``p.output_shape(input_shape)``, normalized; with ``wire`` the uint8 pixels before the
+    normalization (``to_uint8``), which the devices then normalize (uint8 images only).
     """
     encoded = image.dtype == tf.string
     out = _FUNCTIONS[p.augment](image, seed, p, encoded, train)
-    out = normalize(out, p, tf.uint8 if encoded else source_dtype)
+    if wire:
+        if not (encoded or source_dtype == tf.uint8):
+            raise ValueError(f"wire=True sends uint8 pixels; these images are {source_dtype}")
+        out = to_uint8(out)
+    else:
+        out = normalize(out, p, tf.uint8 if encoded else source_dtype)
     return tf.ensure_shape(out, p.output_shape(input_shape))
 
 
@@ -203,4 +218,4 @@ def example_seed(seed: int, epoch, position, salt: int = 0):
 
 
 __all__ = ["PRESETS", "Preprocess", "center_window", "example_seed", "inception_window",
-           "mishkin_short_side", "normalize", "resize_short_side", "transform"]
+           "mishkin_short_side", "normalize", "resize_short_side", "to_uint8", "transform"]

@@ -139,8 +139,9 @@ class IndexedTrainStream(StepStream):
     """This process's rows of the global batch at each step, preprocessed by ``preprocess``."""
 
     def __init__(self, split, preprocess: augment.Preprocess, global_batch: int, seed: int,
-                 process_index: int = 0, process_count: int = 1, *, threads: int = 0):
-        self.threads = threads
+                 process_index: int = 0, process_count: int = 1, *, threads: int = 0,
+                 wire: bool = False):
+        self.threads, self.wire = threads, wire   # wire: uint8 pixels (bsgap/data/transfer.py)
         self.order = TrainStream(split, global_batch, seed, process_index, process_count)
         self.split, self.preprocess, self.seed = split, preprocess, seed
         self.process = (process_index, process_count)
@@ -167,12 +168,12 @@ class IndexedTrainStream(StepStream):
         signature = dict(signature, epoch=tf.TensorSpec((None,), tf.int64),
                          position=tf.TensorSpec((None,), tf.int64))
         input_shape, source_dtype = _source_info(self.split)
-        p, seed = self.preprocess, self.seed
+        p, seed, wire = self.preprocess, self.seed, self.wire
 
         def per_example(row):
             image = augment.transform(
                 load(row), augment.example_seed(seed, row["epoch"], row["position"]), p,
-                train=True, input_shape=input_shape, source_dtype=source_dtype)
+                train=True, input_shape=input_shape, source_dtype=source_dtype, wire=wire)
             return {"image": image, "label": tf.cast(row["label"], tf.int32)}
 
         ds = tf.data.Dataset.from_generator(lambda: self._host_rows(start_step),
@@ -183,8 +184,9 @@ class IndexedTrainStream(StepStream):
 
 def indexed_eval_dataset(split, preprocess: augment.Preprocess, global_batch: int,
                          process_index: int = 0, process_count: int = 1, *,
-                         threads: int = 0) -> tf.data.Dataset:
-    """Padded global batches over the whole split (as ``eval_batches``), preprocessed for eval.
+                         threads: int = 0, wire: bool = False) -> tf.data.Dataset:
+    """Padded global batches over the whole split (as ``eval_batches``), preprocessed for eval
+    (``wire``: uint8 pixels, normalized on the devices).
 
     Batch ``k`` holds split rows ``k*B .. k*B+B-1`` (wrapping around to pad the last batch);
     this process gets its contiguous rows and ``mask`` marks the real examples.
@@ -203,7 +205,7 @@ def indexed_eval_dataset(split, preprocess: augment.Preprocess, global_batch: in
 
     def per_example(row):
         image = augment.transform(load(row), tf.zeros([2], tf.int64), preprocess, train=False,
-                                  input_shape=input_shape, source_dtype=source_dtype)
+                                  input_shape=input_shape, source_dtype=source_dtype, wire=wire)
         return {"image": image, "label": tf.cast(row["label"], tf.int32), "mask": row["mask"]}
 
     signature = dict(signature, mask=tf.TensorSpec((None,), tf.float32))

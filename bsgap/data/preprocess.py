@@ -52,6 +52,15 @@ class Preprocess:
         return self.augment == "none" and (self.image_size is None or tuple(input_shape[:2]) == (
             self.image_size, self.image_size))
 
+    def resamples(self, input_shape) -> bool:
+        """True when the preset interpolates pixels (its output is then float, not the image's
+        own uint8 values): mishkin and inception always resize; none and cifar only to an
+        ``image_size`` other than the images' (or of images whose size is not known)."""
+        if self.augment in ("mishkin", "inception"):
+            return True
+        return self.image_size is not None and tuple(input_shape[:2]) != (
+            self.image_size, self.image_size)
+
 
 def mishkin_short_side(image_size: int) -> int:
     return int(round(image_size * MISHKIN_RESIZE_RATIO))

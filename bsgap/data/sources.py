@@ -20,9 +20,18 @@ import numpy as np
 
 @dataclasses.dataclass
 class ArraySplit:
-    """A split held in host memory: ``arrays['image']`` (N, ...) and ``arrays['label']`` (N,)."""
+    """A split held in host memory: ``arrays['image']`` (N, ...) and ``arrays['label']`` (N,).
+
+    ``wire``, when set, holds the same examples as they are sent to the devices (uint8 images,
+    normalized there: bsgap/data/transfer.py); ``arrays`` stays what a model reads."""
 
     arrays: dict
+    wire: dict | None = None
+
+    @property
+    def wire_arrays(self) -> dict:
+        """The arrays as sent to the devices (``arrays`` where the host normalizes)."""
+        return self.arrays if self.wire is None else self.wire
 
     @property
     def num_examples(self) -> int:
@@ -37,7 +46,7 @@ class TrainStream:
     """Batches of this process's rows of the global batch, addressable by step."""
 
     def __init__(self, split: ArraySplit, global_batch: int, seed: int,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, *, wire: bool = False):
         if global_batch > split.num_examples:
             raise ValueError(f"batch_size={global_batch} exceeds the {split.num_examples} "
                              "training examples; use a smaller batch or a larger dataset")
@@ -45,6 +54,7 @@ class TrainStream:
             raise ValueError(f"batch_size={global_batch} is not divisible by "
                              f"{process_count} processes")
         self.split, self.global_batch, self.seed = split, global_batch, seed
+        self._wire = wire   # batches of the arrays as sent (ArraySplit.wire_arrays)
         self.steps_per_epoch = split.num_examples // global_batch
         rows = global_batch // process_count
         self._rows = slice(process_index * rows, (process_index + 1) * rows)
@@ -61,7 +71,8 @@ class TrainStream:
 
     def batch(self, step: int) -> dict:
         idx = self.indices(step)
-        return {k: v[idx] for k, v in self.split.arrays.items()}
+        arrays = self.split.wire_arrays if self._wire else self.split.arrays
+        return {k: v[idx] for k, v in arrays.items()}
 
     def iterate(self, start_step: int, end_step: int) -> Iterator[dict]:
         for step in range(start_step, end_step):
@@ -69,8 +80,10 @@ class TrainStream:
 
 
 def eval_batches(split: ArraySplit, global_batch: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict]:
-    """Padded global batches over the whole split; yields this process's rows with a 'mask'."""
+                 process_count: int = 1, *, wire: bool = False) -> Iterator[dict]:
+    """Padded global batches over the whole split; yields this process's rows with a 'mask'
+    (``wire``: of the arrays as sent to the devices)."""
+    arrays = split.wire_arrays if wire else split.arrays
     n = split.num_examples
     rows = global_batch // process_count
     for start in range(0, n, global_batch):
@@ -79,6 +92,6 @@ def eval_batches(split: ArraySplit, global_batch: int, process_index: int = 0,
         idx = np.arange(start, start + global_batch) % n   # pad with wrapped real examples
         mask = (np.arange(global_batch) < real).astype(np.float32)
         sl = slice(process_index * rows, (process_index + 1) * rows)
-        batch = {k: v[idx][sl] for k, v in split.arrays.items()}
+        batch = {k: v[idx][sl] for k, v in arrays.items()}
         batch["mask"] = mask[sl]
         yield batch

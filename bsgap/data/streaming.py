@@ -133,7 +133,8 @@ class StreamingTrainStream(StepStream):
 
     def __init__(self, split: TfdsSplit, preprocess: augment.Preprocess, global_batch: int,
                  seed: int, process_index: int = 0, process_count: int = 1, *,
-                 cycle_length: int = 16, shuffle_buffer: int = 10_000, threads: int = 0):
+                 cycle_length: int = 16, shuffle_buffer: int = 10_000, threads: int = 0,
+                 wire: bool = False):
         if global_batch % process_count:
             raise ValueError(f"batch_size={global_batch} is not divisible by "
                              f"{process_count} processes")
@@ -141,6 +142,7 @@ class StreamingTrainStream(StepStream):
         self.process_index, self.rows = process_index, global_batch // process_count
         self.cycle_length, self.shuffle_buffer = cycle_length, shuffle_buffer
         self.threads = threads   # tf.data's private pool (indexed.finish)
+        self.wire = wire         # uint8 pixels, normalized on the devices (data/transfer.py)
         self.blocks = split.blocks(process_index, process_count)
         smallest = min(split.shard_sizes(process_count))
         if self.rows > smallest:
@@ -177,13 +179,13 @@ class StreamingTrainStream(StepStream):
 
     def dataset(self, start_step: int) -> tf.data.Dataset:
         parse, (input_shape, source_dtype) = self.split.parse_fn(), self.split.source()
-        p, seed, salt = self.preprocess, self.seed, self.process_index + 1
+        p, seed, salt, wire = self.preprocess, self.seed, self.process_index + 1, self.wire
 
         def per_example(record, meta):
             image, label = parse(record)
             image = augment.transform(
                 image, augment.example_seed(seed, meta["epoch"], meta["position"], salt), p,
-                train=True, input_shape=input_shape, source_dtype=source_dtype)
+                train=True, input_shape=input_shape, source_dtype=source_dtype, wire=wire)
             return {"image": image, "label": tf.cast(label, tf.int32)}
 
         ds = self.records(start_step).map(per_example, num_parallel_calls=AUTOTUNE,
@@ -193,7 +195,7 @@ class StreamingTrainStream(StepStream):
 
 def streaming_eval_dataset(split: TfdsSplit, preprocess: augment.Preprocess, global_batch: int,
                            process_index: int = 0, process_count: int = 1, *,
-                           threads: int = 0) -> tf.data.Dataset:
+                           threads: int = 0, wire: bool = False) -> tf.data.Dataset:
     """This process's shard of the whole split once, padded to the batch count all processes share.
 
     Every process yields ceil(largest shard / rows) batches; ``mask`` is 1 for the real examples,
@@ -209,7 +211,7 @@ def streaming_eval_dataset(split: TfdsSplit, preprocess: augment.Preprocess, glo
     def per_example(record):
         image, label = parse(record)
         image = augment.transform(image, tf.zeros([2], tf.int64), preprocess, train=False,
-                                  input_shape=input_shape, source_dtype=source_dtype)
+                                  input_shape=input_shape, source_dtype=source_dtype, wire=wire)
         return {"image": image, "label": tf.cast(label, tf.int32), "mask": tf.constant(1.0)}
 
     real = tf.data.Dataset.from_tensor_slices(
@@ -217,7 +219,8 @@ def streaming_eval_dataset(split: TfdsSplit, preprocess: augment.Preprocess, glo
     real = real.interleave(_read_block, cycle_length=4, num_parallel_calls=AUTOTUNE,
                              deterministic=True)
     real = real.map(per_example, num_parallel_calls=AUTOTUNE, deterministic=True)
-    pad = tf.data.Dataset.from_tensors({"image": tf.zeros(out_shape, tf.float32),
+    pad = tf.data.Dataset.from_tensors({"image": tf.zeros(out_shape,
+                                                          tf.uint8 if wire else tf.float32),
                                         "label": tf.constant(0, tf.int32),
                                         "mask": tf.constant(0.0)}).repeat()
     return finish(real.concatenate(pad).take(num_batches * rows), rows, threads)
