@@ -27,7 +27,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # compilation, not execution, is most of the suite's time, and this takes ~30% off it (BENCHMARKS.md,
 # "The test suite"). Every assertion compares programs compiled the same way or against closed
 # forms, so none depends on the optimization level; BSGAP_TEST_FULL_OPTIMIZATION=1 compiles as a
-# user's run does (the suite passes either way).
+# user's run does (as every test ran before this setting).
 if os.environ.get("BSGAP_TEST_FULL_OPTIMIZATION", "0") != "1":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
