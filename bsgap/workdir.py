@@ -12,6 +12,7 @@ import platform
 
 from bsgap import logbook
 from bsgap.bucket_paths import MOUNTS_ENV, is_url
+from bsgap.code_version import code_version
 
 
 class WorkdirError(RuntimeError):
@@ -104,7 +105,8 @@ def environment(num_devices: int, trials_in_program: int = 1) -> dict:
     return {"num_devices": num_devices, "num_processes": jax.process_count(),
             "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
             "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "python": platform.python_version(), "trials_in_program": trials_in_program}
+            "python": platform.python_version(), "trials_in_program": trials_in_program,
+            "code": code_version()}
 
 
 def finished_summary(workdir: str, config) -> dict | None:

@@ -9,6 +9,7 @@ import pytest
 
 from bsgap import logbook, run_config
 from bsgap.choices import MODEL_NAMES
+from bsgap.code_version import code_version
 from bsgap.models import create_model
 from bsgap.trainer import Trainer
 from helpers import tiny_config
@@ -90,6 +91,8 @@ def test_precision_cache_and_trials_loop_recorded(data_dir, tmp_path, restore_ja
                                            "jax_compilation_cache_dir": cache}
     assert environment["trials_loop"] == "vmap"
     assert environment["trials_loop_reason"].startswith("one trial")
+    # The code that made the run (tests/test_code_version.py checks code_version against git).
+    assert environment["code"] == code_version() and "git_commit" in environment["code"]
     lowered = trainer.eval_fn.lower(trainer.state, trainer._eval_batch_spec()).as_text()
     assert "precision = [HIGHEST, HIGHEST]" in lowered and "DEFAULT" not in lowered
     # Every program compiled for the run went to the cache (conftest: no minimum compile time).
