@@ -28,3 +28,14 @@ def test_throughput_of_the_real_step(data_dir, batch_size, accumulation):
         assert timed_examples / r[key] < wall
     assert r["input_limited"] == (r["examples_per_second"]
                                   < INPUT_LIMITED_FRACTION * r["examples_per_second_step_alone"])
+
+
+def test_throughput_feeds_the_step_what_the_trainer_feeds_it(data_dir):
+    """digits32 sends uint8 images that the step normalizes (image_transfer) and keeps its train
+    split on the device: the timed batches must be those the trainer's loop makes (a host-
+    normalized float32 batch is refused by a step compiled for uint8)."""
+    config = tiny_config(data_dir, dataset="digits32", eval_split="test", image_transfer="uint8",
+                         num_devices=1, eval_batch_size=360)
+    r = measure_throughput(config, 32, min_examples=96, min_steps=3, chunks=3)
+    assert r["timed_steps"] == 3 and r["examples_per_second"] > 0
+    assert r["examples_per_second_step_alone"] > 0

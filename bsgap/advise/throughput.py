@@ -58,7 +58,6 @@ def measure_throughput(config, batch_size: int, *, min_examples: int = 20_000,
     """Examples/s of ``config``'s train step at ``batch_size`` (see the module docstring)."""
     import jax
 
-    from bsgap import parallel
     from bsgap.trainer import Trainer, data_seed
 
     steps = max(min_steps, chunks, -(-min_examples // batch_size))
@@ -69,11 +68,10 @@ def measure_throughput(config, batch_size: int, *, min_examples: int = 20_000,
         trainer = Trainer(c, f"{tmp}/run")
         try:
             trainer.compile()
-            stream = trainer.data.train_stream(batch_size, data_seed(c), jax.process_index(),
-                                               jax.process_count())
-
-            def piped(step):
-                return parallel.global_batch(trainer.mesh, stream.batch(step))
+            # The batches as the trainer's loop feeds its step (uint8 images where the step
+            # normalizes them, indices only where the train split stays on the devices).
+            piped = trainer.device_batch_fn([trainer.data.train_stream(
+                batch_size, data_seed(c), jax.process_index(), jax.process_count(), wire=True)])
 
             resident = piped(0)
             state = trainer.state
