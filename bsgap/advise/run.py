@@ -61,15 +61,16 @@ class Session:
                 finished=None):
         """``fn()``'s result, through the JSON at ``path`` (None: ``fn`` resumes its own run
         directory, and ``finished()`` says whether it is done already)."""
-        done = (records.stored_result(path, kind, settings) is not None if path is not None
-                else bool(finished and finished()))
+        stored = records.stored_result(path, kind, settings) if path is not None else None
+        done = stored is not None if path is not None else bool(finished and finished())
         if not done and self.budget is not None and time.perf_counter() - self.start > self.budget:
             raise BudgetSpent(f"--budget_seconds={self.budget:g} spent before {name}; rerun the "
                               "same command (with a larger budget) to continue from there")
         if not done:
             self.say(f"measuring {name}")
         t0 = time.perf_counter()
-        result = fn() if path is None else reuse_or_measure(path, kind, settings, fn)
+        result = (stored if stored is not None else
+                  fn() if path is None else reuse_or_measure(path, kind, settings, fn))
         line = {"measurement": name, "reused": done, "seconds": time.perf_counter() - t0,
                 "time": time.time(), "pid": os.getpid()}
         with open(self.log_path, "a") as f:
