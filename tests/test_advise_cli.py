@@ -1,7 +1,9 @@
-"""A whole (tiny) `python -m bsgap.advise` run, SIGKILLed once the pilot finished and run again:
-the finished measurements are reused (same files, untouched), the rest is measured, and
-advice.json's numbers follow from the measurements by the closed form."""
+"""A whole (tiny) `python -m bsgap.advise` run, SIGKILLed once the pilot's lr search finished and
+run again: the finished measurements are reused (same files, untouched), the rest is measured, the
+pilot is the search's trial with the fewest steps to the target, and advice.json's numbers follow
+from the measurements by the closed form."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -37,7 +39,9 @@ def _log(workdir):
 def test_bad_input_is_refused_before_anything_compiles(tmp_path, data_dir):
     for flag, needle in (("--batch_sizes=32,abc", "--batch_sizes='32,abc'"),
                          ("--target_accuracy=1.5", "--target_accuracy=1.5"),
-                         ("--batch_sizes=32,24", "batch size 24")):
+                         ("--batch_sizes=32,24", "batch size 24"),
+                         ("--pilot_lr_factors=1,0", "--pilot_lr_factors='1,0'"),
+                         ("--pilot_lr_factors=1,1", "--pilot_lr_factors='1,1'")):
         out = subprocess.run(_cmd(tmp_path / "w", data_dir, flag, "--config.microbatch_size=16"),
                              cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, out.stderr
@@ -67,29 +71,52 @@ def test_advise_resumes_after_sigkill_without_redoing_measurements(tmp_path, dat
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = _log(workdir)
+    search = "pilot lr search at B=32 (x0.5, x1, x2)"
     assert [r["measurement"] for r in first] == ["throughput at B=32", "throughput at B=64",
-                                                 "pilot run at B=32"], first
+                                                 search], first
     assert not os.path.exists(os.path.join(workdir, "advice.json"))
     kept = [os.path.join(workdir, "throughput", f"bs{b}.json") for b in (32, 64)]
-    kept.append(os.path.join(workdir, "pilot", "summary.json"))
+    trials = {f: os.path.join(workdir, "pilot_lr", f"lr_x{f:g}") for f in (0.5, 1.0, 2.0)}
+    kept += [os.path.join(d, "summary.json") for d in trials.values()]
     before = {p: (os.stat(p).st_mtime_ns, open(p).read()) for p in kept}
 
     out = subprocess.run(_cmd(workdir, data_dir), cwd=ROOT, env=_env(), capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "measuring throughput" not in out.stderr and "measuring pilot" not in out.stderr
+    assert "measuring throughput" not in out.stderr and f"measuring {search}" not in out.stderr
     for p in kept:
         assert (os.stat(p).st_mtime_ns, open(p).read()) == before[p], p
     second = _log(workdir)[len(first):]
     reused = {r["measurement"]: r["reused"] for r in second}
     assert reused["throughput at B=32"] and reused["throughput at B=64"]
-    assert reused["pilot run at B=32"]
+    assert reused[search]
     assert any(m.startswith("exact noise") and not r for m, r in reused.items())
     assert any(m.startswith("branches") and not r for m, r in reused.items())
 
     advice = json.load(open(os.path.join(workdir, "advice.json")))
-    pilot = json.load(open(os.path.join(workdir, "pilot", "summary.json")))
+    # the pilot is the trial that reached the target in the fewest steps, read from the trials'
+    # own files; every trial ran at the config's lr (0.1 at B=32, digits_mlp) x its factor; one
+    # past the grid's edge was tried only while the fastest was on the edge
+    search_json = json.load(open(os.path.join(workdir, "pilot_lr.json")))
+    tried = [r["factor"] for r in search_json["trials"]]
+    assert tried[:3] == [0.5, 1, 2] and len(tried) <= 5
+    for k, extra in enumerate(tried[3:], 3):
+        assert extra in (2 * max(tried[:k]), 0.5 * min(tried[:k])), tried
+        trials[extra] = os.path.join(workdir, "pilot_lr", f"lr_x{extra:g}")
+    steps = {}
+    for f, d in trials.items():
+        trial_summary = json.load(open(os.path.join(d, "summary.json")))
+        trial_config = json.load(open(os.path.join(d, "config.json")))
+        assert abs(trial_config["resolved"]["scaled_learning_rate"] - 0.1 * f) < 1e-9
+        if trial_summary["steps_to_target"] is not None:
+            steps[f] = trial_summary["steps_to_target"]
+    chosen = min(steps, key=lambda f: (steps[f], abs(math.log(f))))
+    assert search_json["chosen_factor"] == chosen == advice["pilot_lr_search"]["chosen_factor"]
+    pilot = json.load(open(os.path.join(trials[chosen], "summary.json")))
     assert advice["pilot"]["steps_to_target"] == pilot["steps_to_target"]
+    assert abs(advice["pilot"]["learning_rate"] - 0.1 * chosen) < 1e-9
+    # the advice's lr rule starts from the tuned lr (digits_mlp: no scaling rule)
+    assert abs(advice["learning_rate"] - 0.1 * chosen) < 1e-9
     assert advice["b_crit"]["sweep"] is None and advice["target_accuracy"] == 0.9
     assert advice["recommended_batch_size"] in (32, 64)
     speed = {b: json.load(open(p))["result"]["examples_per_second"]

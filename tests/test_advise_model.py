@@ -154,3 +154,32 @@ def test_sweep_estimate_of_the_committed_study():
     assert r["b_crit"] == pytest.approx(fit_critical_batch(GRID, measured)["b_crit"])
     assert r["b_crit"] == pytest.approx(372, rel=0.01)
     assert r["num_runs"] == 52 and r["runs_with_compile_seconds"] == 52
+
+
+def test_pilot_lr_search_picks_the_fewest_steps_and_extends_past_an_edge():
+    from ml_collections import ConfigDict
+
+    from bsgap.advise.pilot import beyond_edge, choose_learning_rate
+    from bsgap.advise.records import AdviseError
+
+    specs = [(ConfigDict({"learning_rate": 0.1 * f}), f"/w/lr_x{f:g}") for f in (0.5, 1, 2)]
+    ends = [{"status": "target_reached", "steps_to_target": 40, "best_eval_accuracy": 0.95},
+            {"status": "target_reached", "steps_to_target": 30, "best_eval_accuracy": 0.95},
+            {"status": "diverged", "steps_to_target": None, "best_eval_accuracy": 0.1}]
+    got = choose_learning_rate(specs, ends, (0.5, 1, 2))
+    assert (got["chosen_factor"], got["run_dir"], got["at_grid_edge"]) == (1, "/w/lr_x1", False)
+    assert got["base_learning_rate"] == pytest.approx(0.1)
+    # a tie goes to the factor nearest 1; the fastest at the top edge is flagged
+    ends[0]["steps_to_target"] = ends[2]["steps_to_target"] = 30
+    got = choose_learning_rate(specs, ends, (0.5, 1, 2))
+    assert got["chosen_factor"] == 1
+    ends[2]["steps_to_target"] = 20
+    got = choose_learning_rate(specs, ends, (0.5, 1, 2))
+    assert (got["chosen_factor"], got["at_grid_edge"]) == (2, True)
+    assert beyond_edge((0.5, 1, 2), 2) == 4 and beyond_edge((0.5, 1, 2), 0.5) == 0.25
+    assert beyond_edge((1, 3), 3) == 9 and beyond_edge((0.5, 1, 2), 1) is None
+    assert beyond_edge((1,), 1) is None
+    for e in ends:
+        e.update(steps_to_target=None, status="complete")
+    with pytest.raises(AdviseError, match=r"x0.5: complete at best accuracy 0.95"):
+        choose_learning_rate(specs, ends, (0.5, 1, 2))

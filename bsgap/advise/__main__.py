@@ -5,15 +5,16 @@
         [--sweep=SWEEP_ROOT_OR_RUNS_CSV] [--budget_seconds=S] [estimator options, --help]
 
 Measures, resumably (rerun the same command after an interruption or a kill: finished
-measurements are reused, see bsgap/advise/run.py for the files): examples/s per batch size, one
-pilot run at --pilot_batch_size to the target, the exact noise scale at its checkpoints, branched
-training from them, and (with --sweep) a measured sweep's fit; writes DIR/advice.json and
-DIR/advice.png and prints the summary. Exit 0 with advice, 2 with one paragraph for a bad input
-(before anything is compiled) or a workdir holding something else, 3 when --budget_seconds ran
-out (rerun to continue).
+measurements are reused, see bsgap/advise/run.py for the files): examples/s per batch size, a
+pilot run at --pilot_batch_size to the target (its lr tuned over --pilot_lr_factors first), the
+exact noise scale at its checkpoints, branched training from them, and (with --sweep) a measured
+sweep's fit; writes DIR/advice.json and DIR/advice.png and prints the summary. Exit 0 with
+advice, 2 with one paragraph for a bad input (before anything is compiled) or a workdir holding
+something else, 3 when --budget_seconds ran out (rerun to continue).
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -51,6 +52,13 @@ _LR_RULE = flags.DEFINE_enum("branch_lr_rule", "auto", ["auto", "linear", "sqrt"
 _NOISE_EX = flags.DEFINE_integer("noise_examples", 4096, "Examples for the exact noise scale.")
 _TP_EX = flags.DEFINE_integer("throughput_examples", 20_000, "Examples timed per batch size "
                               "(each of the two ways).")
+_LR_FACTORS = flags.DEFINE_string(
+    "pilot_lr_factors", "0.5,1,2", "Tune the pilot's learning rate first: the config's lr x each "
+    "factor, as the trials of one program; the one reaching the target in the fewest steps is "
+    "the pilot. '1': no search (the config's lr).")
+_LR_EXTEND = flags.DEFINE_integer(
+    "pilot_lr_extend", 2, "While the fastest lr is at the edge of the searched grid, try up to "
+    "this many more factors beyond it, one at a time.")
 _CKPT = flags.DEFINE_integer("pilot_checkpoint_every_steps", None, "Pilot checkpoint interval "
                              "(default: its eval interval).")
 
@@ -87,12 +95,21 @@ def options_from_flags(config):
     for name, value, low in (("branch_max_factor", _MAX_FACTOR.value, 2),
                              ("branch_steps", _BRANCH_STEPS.value, 1),
                              ("noise_examples", _NOISE_EX.value, 2),
-                             ("throughput_examples", _TP_EX.value, 1)):
+                             ("throughput_examples", _TP_EX.value, 1),
+                             ("pilot_lr_extend", _LR_EXTEND.value, 0)):
         if value < low:
             raise ValueError(f"--{name}={value}: must be an integer >= {low}")
     if _EX_FACTOR.value < 1 or _TOL.value <= 0:
         raise ValueError(f"--branch_examples_factor={_EX_FACTOR.value} must be >= 1 and "
                          f"--branch_tolerance={_TOL.value} > 0")
+    try:
+        lr_factors = tuple(float(x) for x in _LR_FACTORS.value.split(","))
+    except ValueError:
+        lr_factors = ()
+    if (not lr_factors or not all(math.isfinite(f) and f > 0 for f in lr_factors)
+            or len(set(lr_factors)) != len(lr_factors)):
+        raise ValueError(f"--pilot_lr_factors={_LR_FACTORS.value!r}: comma-separated distinct "
+                         "positive factors of the config's learning rate ('1': no search)")
     if _SWEEP.value and not os.path.exists(_SWEEP.value):
         raise ValueError(f"--sweep={_SWEEP.value}: no such sweep directory or runs.csv")
     return Options(batch_sizes=sizes, target_accuracy=float(target), pilot_batch_size=pilot,
@@ -101,7 +118,9 @@ def options_from_flags(config):
                    branch_tolerance=_TOL.value, branch_lr_rule=_LR_RULE.value,
                    noise_examples=_NOISE_EX.value,
                    throughput_examples=_TP_EX.value,
-                   pilot_checkpoint_every_steps=_CKPT.value, sweep=_SWEEP.value,
+                   pilot_checkpoint_every_steps=_CKPT.value, pilot_lr_factors=lr_factors,
+                   pilot_lr_extend=_LR_EXTEND.value,
+                   sweep=_SWEEP.value,
                    budget_seconds=_BUDGET.value)
 
 

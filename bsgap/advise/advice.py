@@ -111,6 +111,14 @@ def summary_lines(advice: dict) -> list[str]:
                  f"{advice['learning_rate']:.4g} ({advice['learning_rate_rule']['rule']} rule); "
                  f"every B in [{lo}, {hi}] is predicted within 10% of it "
                  f"(estimate used: {advice['estimate_used']})")
+    search = advice.get("pilot_lr_search")
+    if search:
+        tried = ", ".join(f"x{r['factor']:g}: " + (f"{r['steps_to_target']} steps"
+                          if r["steps_to_target"] is not None else str(r["status"]))
+                          for r in sorted(search["trials"], key=lambda r: r["factor"]))
+        lines.append(f"  pilot lr tuned at B={advice['pilot']['batch_size']}: the config's lr "
+                     f"x{search['chosen_factor']:g} reached the target soonest ({tried})"
+                     + ("; at the edge of the grid searched" if search["at_grid_edge"] else ""))
     for name, value in advice["b_crit"].items():
         p = advice["predictions"].get(name)
         if p is None:

@@ -11,9 +11,16 @@ Its config is the user's with: ``batch_size`` = the pilot's, ``target_accuracy``
 device with a fixed BN group -- accumulation microbatches of a quarter of the batch (the BN group
 is unchanged, so the numbers are the same run's; tested in tests/test_invariance.py) so that the
 step has the small-batch gradients the online noise scale needs.
+
+With ``--pilot_lr_factors`` other than ``1`` the pilot's learning rate is tuned first: the pilot
+config at the config's learning rate x each factor, as the K trials of one compiled program
+(``WORKDIR/pilot_lr/lr_x<f>``; bsgap/trials.py), each stopping at the target. The trial that
+reaches it in the fewest steps *is* the pilot (its run directory, checkpoints and logs), so S_min
+is measured at a tuned learning rate, as the steps-to-target sweeps it is compared with are.
 """
 from __future__ import annotations
 
+import math
 import os
 
 from bsgap import logbook
@@ -22,6 +29,7 @@ from bsgap.advise.throughput import measurement_config
 from bsgap.layout import bn_group_follows_layout
 
 PILOT_DIR = "pilot"
+PILOT_LR_DIR = "pilot_lr"
 
 
 def noise_microbatch(config, batch_size: int, num_devices: int):
@@ -56,6 +64,65 @@ def run_pilot(config, workdir: str) -> dict:
     from bsgap.trainer import Trainer
 
     return Trainer(config, os.path.join(workdir, PILOT_DIR)).run()
+
+
+def lr_search_specs(pilot_cfg, factors, workdir: str, max_steps: int | None = None) -> list:
+    """(config, run directory) per learning-rate factor of the pilot's lr search; ``max_steps``:
+    its budget in steps instead of the config's (only where the schedule does not depend on it)."""
+    specs = []
+    for factor in factors:
+        c = pilot_cfg.copy_and_resolve_references()
+        with c.unlocked():
+            c.learning_rate = pilot_cfg.learning_rate * factor
+            if max_steps is not None:
+                c.num_epochs, c.num_examples, c.num_steps = None, None, int(max_steps)
+        specs.append((c, os.path.join(workdir, PILOT_LR_DIR, f"lr_x{factor:g}")))
+    return specs
+
+
+def run_lr_search(specs) -> list[dict]:
+    """Train (or resume, or find finished) the lr search's trials in one program; summaries."""
+    from bsgap.trainer import Trainer
+
+    return Trainer.for_trials(specs).run_all()
+
+
+def choose_learning_rate(specs, summaries, factors) -> dict:
+    """The lr search's result: each factor's steps to the target and the chosen one (fewest
+    steps; a tie goes to the factor nearest 1). AdviseError when none reached the target."""
+    rows = []
+    for factor, (c, workdir), summary in zip(factors, specs, summaries):
+        rows.append({"factor": factor, "base_learning_rate": c.learning_rate,
+                     "run_dir": workdir, "status": summary.get("status"),
+                     "steps_to_target": summary.get("steps_to_target"),
+                     "best_eval_accuracy": summary.get("best_eval_accuracy")})
+    reached = [r for r in rows if r["steps_to_target"] is not None]
+    if not reached:
+        ends = ", ".join(f"x{r['factor']:g}: {r['status']} at best accuracy "
+                         f"{r['best_eval_accuracy']}" for r in rows)
+        raise AdviseError(
+            f"no learning rate of the pilot's search (--pilot_lr_factors) reached the target "
+            f"({ends}): S_min needs a pilot that reaches it. Give it a larger budget "
+            "(--config.num_epochs=...), other factors, or a lower --target_accuracy (and a new "
+            "--workdir)")
+    best = min(reached, key=lambda r: (r["steps_to_target"], abs(math.log(r["factor"]))))
+    ordered = sorted(factors)
+    return {"trials": rows, "chosen_factor": best["factor"],
+            "base_learning_rate": best["base_learning_rate"], "run_dir": best["run_dir"],
+            "at_grid_edge": len(ordered) > 1 and best["factor"] in (ordered[0], ordered[-1])}
+
+
+def beyond_edge(factors, chosen: float) -> float | None:
+    """The next factor past the grid's edge where ``chosen`` lies on it (the edge's own ratio
+    further; x2 for a grid of one), else None."""
+    ordered = sorted(factors)
+    if len(ordered) == 1:
+        return None
+    if chosen == ordered[-1]:
+        return chosen * (ordered[-1] / ordered[-2])
+    if chosen == ordered[0]:
+        return chosen / (ordered[1] / ordered[0])
+    return None
 
 
 def checkpoint_steps(pilot_dir: str) -> list[int]:

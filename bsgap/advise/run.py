@@ -3,7 +3,9 @@
 WORKDIR/
   advise_config.json          the config and options this workdir measures (a different one: refused)
   throughput/bs<B>.json       computational speed per batch size (bsgap/advise/throughput.py)
-  pilot/                      the pilot run directory (bsgap/advise/pilot.py)
+  pilot/                      the pilot run directory (bsgap/advise/pilot.py), or with
+  pilot_lr/lr_x<f>/           --pilot_lr_factors the lr search's trials, the fastest being the
+  pilot_lr.json               pilot, and the search's result
   noise/step<S>.json          exact per-example B_simple at pilot checkpoint S
   branches/step<S>/bs<B>/     branch run directories; branches/step<S>.json their estimate
                               (branches-<rule>/ with --branch_lr_rule other than auto)
@@ -38,6 +40,8 @@ class Options:
     noise_examples: int = 4096
     throughput_examples: int = 20_000
     pilot_checkpoint_every_steps: int | None = None
+    pilot_lr_factors: tuple = (1.0,)
+    pilot_lr_extend: int = 2
     within: float = 0.10
     sweep: str | None = None
     budget_seconds: float | None = None
@@ -96,6 +100,45 @@ def check_workdir(workdir: str, config, options: Options) -> None:
     records.write_json(path, dict(mine, options=dataclasses.asdict(options)))
 
 
+def search_pilot_lr(session: Session, pilot_cfg, workdir: str, options: Options):
+    """The pilot's lr search: the factors as one program, then -- while the fastest is at the
+    grid's edge, up to ``pilot_lr_extend`` times -- one more factor beyond that edge (the edge's
+    own ratio further; Shallue et al. 2018: an optimum on the edge of the grid is no optimum).
+    (search record, chosen trial's config, its run directory, its summary)."""
+    from bsgap.advise import pilot as pilot_lib
+    from bsgap.workdir import finished_summary
+
+    factors, specs, summaries = [], [], []
+    todo, cap = list(options.pilot_lr_factors), None
+    for extension in range(options.pilot_lr_extend + 1):
+        new = pilot_lib.lr_search_specs(pilot_cfg, todo, workdir, max_steps=cap)
+        summaries += session.measure(
+            f"pilot lr search at B={options.pilot_batch_size} (x"
+            f"{', x'.join(f'{f:g}' for f in todo)})", None, "pilot", {},
+            lambda new=new: pilot_lib.run_lr_search(new),
+            finished=lambda new=new: all(finished_summary(w, c) is not None for c, w in new))
+        factors, specs = factors + todo, specs + new
+        search = pilot_lib.choose_learning_rate(specs, summaries, factors)
+        beyond = pilot_lib.beyond_edge(factors, search["chosen_factor"])
+        if beyond is None or extension == options.pilot_lr_extend:
+            break
+        # past the edge only a trial that beats the fastest matters: with a constant lr (which
+        # the budget does not shape) it stops where that one reached the target
+        cap = (min(r["steps_to_target"] for r in search["trials"] if r["steps_to_target"])
+               if pilot_cfg.schedule == "constant" else None)
+        session.say(f"pilot lr search: x{search['chosen_factor']:g} is the fastest and at the "
+                    f"edge of the grid; trying x{beyond:g}"
+                    + (f" for at most {cap} steps" if cap else ""))
+        todo = [beyond]
+    records.write_json(os.path.join(workdir, "pilot_lr.json"), search)
+    session.say(f"pilot lr search: x{search['chosen_factor']:g} (base lr "
+                f"{search['base_learning_rate']:.4g}) reached the target soonest"
+                + ("; it is still at the edge of the grid searched, so a wider "
+                   "--pilot_lr_factors may find a faster one" if search["at_grid_edge"] else ""))
+    chosen = factors.index(search["chosen_factor"])
+    return search, specs[chosen][0], specs[chosen][1], summaries[chosen]
+
+
 def advise(config, workdir: str, options: Options) -> dict:
     import jax
 
@@ -129,16 +172,28 @@ def advise(config, workdir: str, options: Options) -> dict:
         checkpoint_every_steps=every, num_devices=num_devices)
     with pilot_cfg.unlocked():
         pilot_cfg.eval_every_steps = config.get("eval_every_steps") or every
-    pilot_dir = os.path.join(workdir, pilot_lib.PILOT_DIR)
-    summary = session.measure(f"pilot run at B={options.pilot_batch_size}", None, "pilot", {},
-                              lambda: pilot_lib.run_pilot(pilot_cfg, workdir),
-                              finished=lambda: finished_summary(pilot_dir, pilot_cfg) is not None)
+    lr_search = None
+    if tuple(options.pilot_lr_factors) == (1.0,):
+        pilot_dir = os.path.join(workdir, pilot_lib.PILOT_DIR)
+        summary = session.measure(
+            f"pilot run at B={options.pilot_batch_size}", None, "pilot", {},
+            lambda: pilot_lib.run_pilot(pilot_cfg, workdir),
+            finished=lambda: finished_summary(pilot_dir, pilot_cfg) is not None)
+    else:
+        lr_search, pilot_cfg, pilot_dir, summary = search_pilot_lr(session, pilot_cfg, workdir,
+                                                                   options)
+        config = config.copy_and_resolve_references()   # the advice's lr rule: the tuned base
+        with config.unlocked():
+            config.learning_rate = pilot_cfg.learning_rate
     pilot = pilot_lib.pilot_result(pilot_dir, summary)
+    # measurements of an lr-searched pilot name it: a workdir whose search chose another trial
+    # (other --pilot_lr_factors) refuses them instead of reusing another pilot's numbers
+    of_pilot = {} if lr_search is None else {"pilot": os.path.relpath(pilot_dir, workdir)}
     points = pilot_lib.branch_points(pilot, options.branch_fractions)
     noise_steps = sorted(set(points) | {pilot["checkpoint_steps"][-1]})
     exact = [session.measure(
         f"exact noise scale at pilot step {s}", os.path.join(workdir, "noise", f"step{s}.json"),
-        "exact_noise", {"step": s, "num_examples": options.noise_examples},
+        "exact_noise", dict(of_pilot, step=s, num_examples=options.noise_examples),
         lambda s=s: pilot_lib.exact_noise(pilot_dir, s, options.noise_examples))
         for s in noise_steps]
     branch_base = pilot_cfg.copy_and_resolve_references()
@@ -155,8 +210,8 @@ def advise(config, workdir: str, options: Options) -> dict:
         root = os.path.join(workdir, folder, f"step{s}")
         branched.append(session.measure(
             f"branches from pilot step {s}", root + ".json", "branches",
-            {"step": s, "plan": plan, "tolerance": options.branch_tolerance,
-             "lr_rule": options.branch_lr_rule},
+            dict(of_pilot, step=s, plan=plan, tolerance=options.branch_tolerance,
+                 lr_rule=options.branch_lr_rule),
             lambda s=s, root=root: branches.run_branches(
                 pilot_dir, branch_base, pilot, s, plan, pilot_lib.learning_rate_at(pilot, s),
                 options.branch_tolerance, root, session.say, options.branch_lr_rule)))
@@ -168,6 +223,7 @@ def advise(config, workdir: str, options: Options) -> dict:
                                 lambda: sweep_estimate(options.sweep, options.target_accuracy))
     result = advice.make_advice(config, options, speed, pilot, exact, branched, sweep,
                                 seconds=time.perf_counter() - session.start)
+    result["pilot_lr_search"] = lr_search
     records.write_json(os.path.join(workdir, "advice.json"), result)
     figure.plot_advice(result, os.path.join(workdir, "advice.png"))
     return result
