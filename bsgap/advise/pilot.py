@@ -114,7 +114,7 @@ def choose_learning_rate(specs, summaries, factors) -> dict:
 
 def beyond_edge(factors, chosen: float) -> float | None:
     """The next factor past the grid's edge where ``chosen`` lies on it (the edge's own ratio
-    further; x2 for a grid of one), else None."""
+    further), else None (also for a grid of one factor: no ratio to extend by)."""
     ordered = sorted(factors)
     if len(ordered) == 1:
         return None

@@ -40,7 +40,7 @@ class Options:
     noise_examples: int = 4096
     throughput_examples: int = 20_000
     pilot_checkpoint_every_steps: int | None = None
-    pilot_lr_factors: tuple = (1.0,)
+    pilot_lr_factors: tuple = (0.5, 1.0, 2.0)   # (1.0,): no search
     pilot_lr_extend: int = 2
     within: float = 0.10
     sweep: str | None = None
