@@ -106,10 +106,9 @@ def choose_learning_rate(specs, summaries, factors) -> dict:
             "(--config.num_epochs=...), other factors, or a lower --target_accuracy (and a new "
             "--workdir)")
     best = min(reached, key=lambda r: (r["steps_to_target"], abs(math.log(r["factor"]))))
-    ordered = sorted(factors)
     return {"trials": rows, "chosen_factor": best["factor"],
             "base_learning_rate": best["base_learning_rate"], "run_dir": best["run_dir"],
-            "at_grid_edge": len(ordered) > 1 and best["factor"] in (ordered[0], ordered[-1])}
+            "at_grid_edge": beyond_edge(factors, best["factor"]) is not None}
 
 
 def beyond_edge(factors, chosen: float) -> float | None:
