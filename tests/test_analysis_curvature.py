@@ -73,8 +73,11 @@ def batches_of(arrays, n, size):
             for s in range(0, n, size)]
 
 
+_eval_logits = jax.jit(mlp_logits)   # one program per shape, not op by op
+
+
 def split_eval(params, stats, arrays):
-    logits = mlp_logits(params, stats, jnp.asarray(arrays["image"]))
+    logits = _eval_logits(params, stats, jnp.asarray(arrays["image"]))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, arrays["label"]).mean()
     correct = np.asarray(jnp.argmax(logits, -1)) == np.asarray(arrays["label"])
     return float(loss), float(np.mean(correct))
@@ -119,8 +122,10 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
     assert metrics["top_eigs"]["num_hvps"] == direct.num_hvps
     flat, unravel = ravel_pytree(run.params)
     full = {k: jnp.asarray(v) for k, v in sub.items()}
+    # (The hand computations below are jitted: the same numbers, one compile each instead of
+    # hundreds of op-by-op ones.)
     dense = np.linalg.eigvalsh(np.asarray(
-        jax.hessian(lambda p: loss(unravel(p), full))(flat), np.float64))
+        jax.jit(jax.hessian(lambda p: loss(unravel(p), full)))(flat), np.float64))
     top = np.sort(dense)[::-1][:2]
     np.testing.assert_allclose(metrics["top_eigs"]["eigenvalues"], top, rtol=2e-3)
     # Hutchinson within 4 standard errors of the exact trace; SLQ nodes inside the spectrum.
@@ -132,8 +137,8 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
     np.testing.assert_allclose(np.sum(metrics["density"]["weights"], axis=1), 1.0, rtol=1e-6)
     # SAM, one step: the loss at theta + rho g / |g|, by hand.
     sam = metrics["sam"]["values"][0]
-    f = lambda p: sum(loss(unravel(p), b) * len(b["label"]) for b in batches) / n  # noqa: E731
-    g = jax.grad(f)(flat)
+    f = jax.jit(lambda p: sum(loss(unravel(p), b) * len(b["label"]) for b in batches) / n)
+    g = jax.jit(jax.grad(f))(flat)
     assert sam["loss"] == pytest.approx(float(f(flat)), rel=1e-5)
     assert sam["max_loss"] == pytest.approx(float(f(flat + 0.05 * g / jnp.linalg.norm(g))),
                                             rel=1e-5)
@@ -145,8 +150,8 @@ def test_curvature_eval_mode_matches_library_dense_hessian_and_hand_computation(
     assert eps["sharpness"] == pytest.approx(
         100 * (eps["max_loss"] - eps["loss"]) / (1 + eps["loss"]), rel=1e-9)
     # B_simple from per-example gradients taken by hand.
-    per_example = jax.vmap(lambda x, y: jax.grad(lambda p: loss(
-        unravel(p), {"image": x[None], "label": y[None]}))(flat))(full["image"], full["label"])
+    per_example = jax.jit(jax.vmap(lambda x, y: jax.grad(lambda p: loss(
+        unravel(p), {"image": x[None], "label": y[None]}))(flat)))(full["image"], full["label"])
     per_example = np.asarray(per_example, np.float64)
     trace_cov = np.sum(np.var(per_example, axis=0, ddof=1))
     grad_sq = np.sum(per_example.mean(axis=0) ** 2)

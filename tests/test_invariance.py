@@ -16,7 +16,7 @@ from bsgap.models import create_model
 from bsgap.optim import make_optimizer
 from bsgap.step import cross_entropy, dropout_base_key, init_key
 from bsgap.trainer import Trainer
-from helpers import tiny_config
+from helpers import init_variables, tiny_config
 
 STEPS = 3
 
@@ -41,13 +41,18 @@ def _reference(config, data):
     """Plain jax.grad of the mean loss over the whole global batch, one optax update per step."""
     model = create_model("keskar_c1", num_classes=10, normalization="ghost", ghost_batch_size=8,
                          dropout_rate=0.5, width=8, fc_width=32)
-    variables = model.init(init_key(config.seed), jnp.asarray(data.train.arrays["image"][:8]),
-                           train=False)
+    variables = init_variables(model, init_key(config.seed),
+                               jnp.asarray(data.train.arrays["image"][:8]))
     params, stats = variables["params"], variables["batch_stats"]
     tx = make_optimizer(name="momentum", peak_lr=0.1, schedule_factor=lambda s, *_: 1.0,
                         momentum=0.9, weight_decay=1e-3)
     opt_state = tx.init(params)
     stream = TrainStream(data.train, 64, config.seed)
+
+    @jax.jit  # optax's update as one program (op by op: dozens of compiles per step)
+    def apply(grads, opt_state, params):
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
     @jax.jit  # one compiled gradient of the whole batch (op by op it took ~25 s)
     def gradient(params, stats, image, label, key):
@@ -63,8 +68,7 @@ def _reference(config, data):
         batch = stream.batch(step)
         key = jax.random.fold_in(dropout_base_key(config.seed), step)
         grads, stats = gradient(params, stats, batch["image"], batch["label"], key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        params, opt_state = apply(grads, opt_state, params)
     return params, stats
 
 
@@ -96,9 +100,9 @@ def test_layout_invariance(data_dir, tmp_path):
     _assert_trees_close(sharded.params, ref_params, **tol)
     _assert_trees_close(sharded.batch_stats, ref_stats, **tol)
     # The parameters moved: a test of a no-op would pass the comparisons above.
-    init = create_model("keskar_c1", num_classes=10, normalization="ghost", ghost_batch_size=8,
-                        width=8, fc_width=32).init(init_key(0), jnp.asarray(
-                            data.train.arrays["image"][:8]), train=False)["params"]
+    init = init_variables(create_model("keskar_c1", num_classes=10, normalization="ghost",
+                                       ghost_batch_size=8, width=8, fc_width=32),
+                          init_key(0), jnp.asarray(data.train.arrays["image"][:8]))["params"]
     moved = max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(
         jax.tree_util.tree_leaves(init), jax.tree_util.tree_leaves(sharded.params)))
     assert moved > 1e-3
@@ -113,7 +117,7 @@ def test_gradient_is_mean_not_sum_over_devices(data_dir, tmp_path):
     trainer.run()
     data = load_dataset("sklearn_digits", data_dir=data_dir)
     model = trainer.model
-    variables = model.init(init_key(0), jnp.asarray(data.train.arrays["image"][:8]), train=False)
+    variables = init_variables(model, init_key(0), jnp.asarray(data.train.arrays["image"][:8]))
     batch = TrainStream(data.train, 64, 0).batch(0)
 
     def loss_fn(p):
@@ -121,6 +125,6 @@ def test_gradient_is_mean_not_sum_over_devices(data_dir, tmp_path):
                                 batch["image"], train=True, mutable=["batch_stats"])
         return cross_entropy(logits, batch["label"], 10).mean()
 
-    grads = jax.grad(loss_fn)(variables["params"])
+    grads = jax.jit(jax.grad(loss_fn))(variables["params"])   # one program, not op by op
     expected = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, variables["params"], grads)
     _assert_trees_close(jax.device_get(trainer.trial_state(0).params), expected, rtol=2e-5, atol=2e-6)

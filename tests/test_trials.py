@@ -112,14 +112,16 @@ def test_vmapped_trials_equal_sequential_runs(data_dir, tmp_path, alone_runs, tr
             for x, y in zip(a, b):
                 _close(x, y, examples)
         # Per-entry tolerances. The lax.map loop runs each trial through the single trial's
-        # program: equal up to float32 reassociation. vmap batches the matmuls across trials,
+        # program: equal up to float32 reassociation (2 of 1,600 entries of the shared-order
+        # case differ by 1.4e-6 when XLA's CPU fusions are emitted the older way, as the tests
+        # compile them: conftest.py). vmap batches the matmuls across trials,
         # which rounds differently; the diverged trial froze after one update with lr 1e38
         # (entries ~1e37 whose relative error is the gradient's, up to ~0.5% measured on
         # near-cancelling entries), so it gets a wider relative tolerance and no absolute one
         # beyond the live trials'.
         diverged = summaries[k]["status"] == "diverged"
         rtol = {"map": 1e-5, "vmap": 1e-2 if diverged else 2e-4}[loop]
-        atol = {"map": 1e-6, "vmap": 2e-5}[loop]
+        atol = {"map": 2e-6, "vmap": 2e-5}[loop]
         for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(trainer.trial_state(k))),
                         jax.tree_util.tree_leaves(alone_state)):
             np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
