@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-# First: hides the GPUs from TensorFlow before anything here (or TFDS) imports it.
-from bsgap.data import tensorflow_gpus  # noqa: F401,I001
+# First: hides the GPUs (and Keras) from TensorFlow before anything here (or TFDS) imports it.
+from bsgap.data import tensorflow_import  # noqa: F401,I001
 from bsgap.data import array_cache
 from bsgap.data.catalog import IMAGE_FOLDER, DataError, image_folder, prepared_builder
 from bsgap.data.preprocess import PRESETS, Preprocess
