@@ -23,6 +23,26 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
 
 
+_ARRAY_HANDLER_SET = False
+
+
+def _save_one_replica_in_one_process() -> None:
+    """In a single-process run, save each replicated array from one replica. orbax's default on
+    CPU and TPU hosts splits it over its replicas: every leaf sliced on every device, an op-by-op
+    program per shape and device, which only pays off when the replicas are on different hosts,
+    each writing a part. ResNet-50's state (428 leaves, 195 MiB) on a 2-core host: the first save
+    22.3 s -> 2.4 s on 8 CPU devices and 7.5 s -> 2.3 s on 2, later saves 4.7 -> 2.1 s and 3.1 ->
+    2.0 s (benchmarks/checkpoint_save.py, BENCHMARKS.md). Reading is unchanged: checkpoints saved
+    with orbax's default (earlier bsgap versions) restore as before. Multi-process runs keep
+    orbax's default."""
+    global _ARRAY_HANDLER_SET
+    if _ARRAY_HANDLER_SET or jax.process_count() > 1:
+        return
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+    _ARRAY_HANDLER_SET = True
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written (disk full, permissions); names the directory."""
 
@@ -35,6 +55,7 @@ class Checkpointer:
         self._open()
 
     def _open(self) -> None:
+        _save_one_replica_in_one_process()
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True),
