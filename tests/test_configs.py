@@ -13,6 +13,7 @@ from helpers import ROOT, load_config
 
 IMAGENET = dict(num_train_examples=1_281_167, num_eval_examples=50_000, num_classes=1000)
 CIFAR10 = dict(num_train_examples=50_000, num_eval_examples=10_000, num_classes=10)
+DIGITS32 = dict(num_train_examples=1437, num_eval_examples=360, num_classes=10)  # embedded
 PAPERS = ("mishkin_fig8", "goyal_resnet50", "hoffer_resnet44_cifar10", "keskar_c1_cifar10",
           "cifar10_resnet20")
 
@@ -99,8 +100,8 @@ def test_tiny_variant_keeps_the_rules_and_trains(name, data_dir, tmp_path):
     assert tiny.dataset == "digits32" and (paper.warmup_epochs > 0) == (tiny.warmup_epochs > 0)
     config = load_config(f"configs/{name}_tiny.py", data_dir=data_dir, num_devices=2,
                          progress_bar=False, tensorboard=False)
-    trainer = Trainer(config, str(tmp_path))
-    steps = min(trainer.resolved.total_steps, 48)
+    steps = min(run_config.resolve(config, num_devices=2, num_processes=1,
+                                   **DIGITS32).total_steps, 48)
     config.num_epochs, config.num_examples, config.num_steps = None, None, steps
     config.eval_every_steps, config.log_every_steps = steps, 6
     summary = Trainer(config, str(tmp_path / "run")).run()
