@@ -6,11 +6,12 @@ TensorFlow is only the input pipeline's library here (tf.data, TFDS, image ops o
   many containers ship; ``tensorflow-cpu`` sees no GPU anyway).
 - **Keras not loaded with it.** ``import tensorflow`` imports ``keras.src.optimizers`` eagerly
   whenever Keras is installed (pip installs Keras 3 with TensorFlow), and Keras in turn imports
-  scikit-learn, SciPy and pandas: ~4.5 s of the ~10.5 s import on a 2-core CPU host, paid by every
-  process bsgap starts (each training run, sweep trial and worker). While TensorFlow's own module
-  runs, Keras is made to look not installed, a case TensorFlow handles (it skips that import); once
-  it is imported, nothing is hidden, and ``tf.keras`` still imports Keras when something uses it.
-  Keras already imported (before bsgap) is left as it is.
+  scikit-learn, SciPy and pandas: ~5 s of the ~14 s that importing bsgap.data and TensorFlow took
+  on a 2-core host (BENCHMARKS.md), paid by every process that reads its data through tf.data
+  (image datasets, streamed splits; in-memory runs do not import TensorFlow). While TensorFlow's
+  own module runs, Keras is made to look not installed, a case TensorFlow handles (it skips that
+  import); once it is imported, nothing is hidden, and ``tf.keras`` still imports Keras when
+  something uses it. Keras already imported (before bsgap) is left as it is.
 
 ``install()`` (run when this module is imported, first thing in ``bsgap.data``) hides the GPUs at
 once when TensorFlow is already imported, else adds an import hook that wraps TensorFlow's import,
