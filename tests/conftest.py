@@ -37,6 +37,13 @@ if os.environ.get("BSGAP_TEST_FULL_OPTIMIZATION", "0") != "1":
     if (_version("jaxlib").startswith("0.10.")
             and "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]):
         os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
+    # Dots and convolutions on one thread each: with 8 simulated devices on 2 cores, Eigen's
+    # intra-op threads only contend with the devices' own and with the other test worker (the
+    # tiny paper configs 48 -> 40 s, test_optim_models + test_accumulation 127 -> 117 s,
+    # BENCHMARKS.md "Start-up and CPU threads"). Same jaxlib guard as above.
+    if (_version("jaxlib").startswith("0.10.")
+            and "xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]):
+        os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
 
 
 import jax  # noqa: E402
