@@ -30,20 +30,19 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # user's run does (as every test ran before this setting).
 if os.environ.get("BSGAP_TEST_FULL_OPTIMIZATION", "0") != "1":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    # XLA:CPU's older fusion emitter compiles faster than its MLIR fusion emitters: the tiny
-    # ResNet-50 step 10.4 s -> 6.6 s, three test files 234 s -> 182 s (BENCHMARKS.md). Only for
-    # the jaxlib it was measured on: an XLA that no longer knows a flag in XLA_FLAGS aborts.
+    # Two XLA:CPU settings, only for the jaxlib they were measured on (an XLA that no longer
+    # knows a flag in XLA_FLAGS aborts), each unless XLA_FLAGS already sets it:
+    # - the older fusion emitter compiles faster than the MLIR fusion emitters: the tiny
+    #   ResNet-50 step 10.4 s -> 6.6 s, three test files 234 s -> 182 s (BENCHMARKS.md);
+    # - dots and convolutions run on one thread each: with 8 simulated devices on 2 cores,
+    #   Eigen's intra-op threads only contend with the devices' own and with the other test
+    #   worker (the tiny paper configs 48 -> 40 s, the suite 634 -> 587 s, BENCHMARKS.md
+    #   "Start-up and CPU threads").
     from importlib.metadata import version as _version
-    if (_version("jaxlib").startswith("0.10.")
-            and "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]):
-        os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
-    # Dots and convolutions on one thread each: with 8 simulated devices on 2 cores, Eigen's
-    # intra-op threads only contend with the devices' own and with the other test worker (the
-    # tiny paper configs 48 -> 40 s, test_optim_models + test_accumulation 127 -> 117 s,
-    # BENCHMARKS.md "Start-up and CPU threads"). Same jaxlib guard as above.
-    if (_version("jaxlib").startswith("0.10.")
-            and "xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]):
-        os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
+    if _version("jaxlib").startswith("0.10."):
+        for _flag in ("xla_cpu_use_fusion_emitters", "xla_cpu_multi_thread_eigen"):
+            if _flag not in os.environ["XLA_FLAGS"]:
+                os.environ["XLA_FLAGS"] += f" --{_flag}=false"
 
 
 import jax  # noqa: E402
