@@ -27,6 +27,7 @@ class HostState:
     steady_seconds: float = 0.0
     steady_examples: int = 0
     diverged_at_step: int | None = None
+    stop_reason: str | None = None   # why an early_stopped trial stopped (patience, a race)
     pending: dict = dataclasses.field(default_factory=dict)  # sums since the last metrics record
 
 
@@ -83,6 +84,8 @@ def update_after_eval(host: HostState, config, step: int, result: dict) -> None:
     if config.patience_evals and host.evals_since_best >= config.patience_evals \
             and host.status == "running":
         host.status = "early_stopped"
+        host.stop_reason = (f"patience: {host.evals_since_best} evaluations without a better "
+                            f"accuracy than {host.best_eval_accuracy} (step {host.best_eval_step})")
 
 
 def run_summary(host: HostState, config, resolved, step: int, *, compile_seconds: float,
@@ -104,5 +107,6 @@ def run_summary(host: HostState, config, resolved, step: int, *, compile_seconds
         "examples_per_second": (host.steady_examples / host.steady_seconds
                                 if host.steady_seconds > 0 else None),
         "train_seconds": host.train_seconds, "compile_seconds": compile_seconds,
-        "diverged_at_step": host.diverged_at_step, "trials_in_program": trials,
+        "diverged_at_step": host.diverged_at_step, "stop_reason": host.stop_reason,
+        "trials_in_program": trials,
     }

@@ -43,6 +43,7 @@ from bsgap.device_resident import ResidentTrainSplit
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
 from bsgap.jax_settings import apply_jax_settings
+from bsgap.race import check_race, stop_outpaced
 from bsgap.layout import bn_group_warning, describe_bn_group
 from bsgap.memory import QUEUED_INPUT_BATCHES, device_memory_limit, require_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
@@ -87,21 +88,31 @@ class Trainer(ProgramBuilder, RunRecords):
 
     @classmethod
     def for_trials(cls, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
-                   conv_gradients: str = "auto", dry_run: bool = False):
+                   conv_gradients: str = "auto", dry_run: bool = False,
+                   race_to_target: bool = False):
         """``trials_loop``: 'vmap', 'map' or 'auto' (map on the CPU, and for conv models on a GPU;
         ``choose_trials_loop``).
+        ``race_to_target``: the trials race to their (common) target accuracy -- at the first
+        evaluation where one has reached it, every trial still running is stopped
+        (``early_stopped``, its ``stop_reason`` names the winner): none of them can reach it in
+        fewer steps any more. Needs ``stop_at_target`` and the same ``target_accuracy`` and
+        ``eval_every_steps`` in every trial (refused otherwise, before anything is loaded).
         ``accumulation_loop`` (bsgap/accumulation.py) and ``conv_gradients``
         (bsgap/models/conv_grad.py) choose how the step computes, never what: 'auto' is the
         measured fastest for the platform and layout. ``dry_run``: neither lock nor create the
         run directories (bsgap/dry_run.py describes the run; ``run_all`` is refused)."""
+        specs = list(specs)
+        if race_to_target:
+            check_race(specs)
         trainer = cls.__new__(cls)
-        trainer._setup(list(specs), trials_loop, accumulation_loop=accumulation_loop,
+        trainer._setup(specs, trials_loop, accumulation_loop=accumulation_loop,
                        conv_gradients=conv_gradients, dry_run=dry_run)
+        trainer.race_to_target = race_to_target
         return trainer
 
     def _setup(self, specs, trials_loop: str = "auto", *, accumulation_loop: str = "auto",
                conv_gradients: str = "auto", dry_run: bool = False):
-        self.dry_run = dry_run
+        self.dry_run, self.race_to_target = dry_run, False
         if not specs:
             raise run_config.ConfigError("no trials given")
         platform = jax.devices()[0].platform
@@ -365,6 +376,8 @@ class Trainer(ProgramBuilder, RunRecords):
             if live:
                 self._postfix["eval_acc"] = f"{results[live[0][0]]['accuracy']:.4f}"
                 bar.set_postfix(self._postfix, refresh=True)
+        if self.race_to_target:
+            stop_outpaced(self.trials, step)
         for k, trial in running:
             if step == total and trial.running:
                 trial.host.status = "complete"

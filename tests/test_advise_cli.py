@@ -111,6 +111,14 @@ def test_advise_resumes_after_sigkill_without_redoing_measurements(tmp_path, dat
         if trial_summary["steps_to_target"] is not None:
             steps[f] = trial_summary["steps_to_target"]
     chosen = min(steps, key=lambda f: (steps[f], abs(math.log(f))))
+    # the first program raced (bsgap/race.py): its trials that did not reach the target stopped,
+    # outpaced, at the first crossing among them
+    crossing = min(steps[f] for f in (0.5, 1.0, 2.0) if f in steps)
+    for f in (0.5, 1.0, 2.0):
+        s = json.load(open(os.path.join(trials[f], "summary.json")))
+        assert (s["steps"] == crossing and (s["steps_to_target"] == crossing or (
+            s["status"] == "early_stopped" and s["stop_reason"].startswith("outpaced")))
+            or s["status"] == "diverged" and s["steps"] <= crossing), s
     assert search_json["chosen_factor"] == chosen == advice["pilot_lr_search"]["chosen_factor"]
     pilot = json.load(open(os.path.join(trials[chosen], "summary.json")))
     assert advice["pilot"]["steps_to_target"] == pilot["steps_to_target"]
@@ -118,6 +126,20 @@ def test_advise_resumes_after_sigkill_without_redoing_measurements(tmp_path, dat
     # the advice's lr rule starts from the tuned lr (digits_mlp: no scaling rule)
     assert abs(advice["learning_rate"] - 0.1 * chosen) < 1e-9
     assert advice["b_crit"]["sweep"] is None and advice["target_accuracy"] == 0.9
+    why = advice["b_crit_unavailable"]   # a reason for every missing estimate, and only those
+    assert set(why) == {n for n, v in advice["b_crit"].items() if v is None}
+    assert why["sweep"] == "no --sweep root given"
+    # the cost counts each measurement once, where it was made (the throughput and the lr search
+    # by the killed first invocation, the rest by the second), in wall and CPU seconds
+    cost = advice["cost"]["by_kind"]
+    assert set(cost) == {"throughput", "pilot", "exact_noise", "branches"}
+    made = [r for r in first + second if not r["reused"]]
+    assert cost["throughput"]["count"] == 2   # not again by the second invocation
+    assert cost["pilot"]["count"] == len([r for r in made if r["measurement"].startswith("pilot")])
+    assert sum(k["count"] for k in cost.values()) == len(made)
+    assert all(k["cpu_seconds"] > 0 and k["wall_seconds"] > 0 for k in cost.values())
+    assert "measurements cost" in out.stdout
+    assert "B_crit from sweep: not available (no --sweep root given)" in out.stdout
     assert advice["recommended_batch_size"] in (32, 64)
     speed = {b: json.load(open(p))["result"]["examples_per_second"]
              for b, p in zip((32, 64), kept)}

@@ -183,3 +183,29 @@ def test_pilot_lr_search_picks_the_fewest_steps_and_extends_past_an_edge():
         e.update(steps_to_target=None, status="complete")
     with pytest.raises(AdviseError, match=r"x0.5: complete at best accuracy 0.95"):
         choose_learning_rate(specs, ends, (0.5, 1, 2))
+
+
+def test_a_missing_estimate_says_why():
+    """The image model's case (1 device, BN over the batch: one small batch per step, so no online
+    estimate) and the others, as make_advice records them in advice.json."""
+    from bsgap.advise.advice import b_crit_estimates
+
+    layout = {"num_devices": 1, "accumulation_steps": 1, "microbatch": 64}
+    pilot = {"batch_size": 64, "online_noise": [], "layout": layout}
+    exact = [{"step": 445, "b_simple": 8.0, "b_simple_unbiased": 11.3, "num_examples": 1437}]
+    branched = [{"step": 100, "examples_seen": 6400, "b_crit": None, "never_reached": [512],
+                 "fit": {"at_bound": True}, "threshold": {"b_crit": 128}}]
+    estimates, why, _ = b_crit_estimates(pilot, exact, branched, None)
+    assert estimates == {"noise_scale": 11.3, "noise_scale_online": None, "branched": None,
+                         "sweep": None}
+    assert set(why) == {"noise_scale_online", "branched", "sweep"}
+    assert why["noise_scale_online"].startswith(
+        "the pilot's step had one small batch (1 device(s) x 1 microbatch(es) of 64)")
+    assert "never reached the base loss: [512]" in why["branched"]
+    assert why["sweep"] == "no --sweep root given"
+    exact[-1]["b_simple_unbiased"] = float("inf")
+    _, why, _ = b_crit_estimates(dict(pilot, online_noise=[{"step": 500, "b_simple": 3.0}]),
+                                 exact, [], None)
+    assert "is inf, not a positive number" in why["noise_scale"]
+    assert why["noise_scale_online"] == "the pilot logged no online estimate at or before step 445"
+    assert why["branched"].startswith("no branch point")

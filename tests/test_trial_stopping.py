@@ -123,3 +123,40 @@ def test_program_resumes_with_two_trials_finished(program, data_dir, tmp_path):
         for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(resumed.trial_state(k).params)),
                         jax.tree_util.tree_leaves(params[k])):
             np.testing.assert_array_equal(x, y)
+
+
+def test_race_stops_the_outpaced_at_the_winners_step(program, data_dir, tmp_path):
+    """``race_to_target``: the trial alone-fastest to 0.85 ends exactly as alone; the slower one
+    (lr 0.05, the 'full' trial's run alone gives its evaluations) stops at the winner's step with
+    its own trajectory up to there, and the program ends there."""
+    specs, _, _, alone = program
+    base = _config(data_dir)
+    base.trials = ({"name": "fast", "learning_rate": 0.3},
+                   {"name": "slow", "learning_rate": 0.05})
+    base.target_accuracy, base.stop_at_target = 0.85, True
+    race = expand_trials(base, str(tmp_path / "race"))
+    got = Trainer.for_trials(race, race_to_target=True).run_all()
+    fast_alone, _, fast_dir = alone[0]          # lr 0.3, target 0.85, stop_at_target, alone
+    slow_evals = logbook.read_jsonl(os.path.join(alone[2][2], "eval.jsonl"))   # lr 0.05 alone
+    s = fast_alone["steps_to_target"]
+    assert s is not None and got[0]["status"] == "target_reached"
+    _same({k: v for k, v in got[0].items() if k != "stop_reason"},
+          {k: v for k, v in fast_alone.items() if k != "stop_reason"})
+    # the slow trial alone had not reached 0.85 by step s: the race may stop it there
+    assert all(r["accuracy"] < 0.85 for r in slow_evals if r["step"] <= s)
+    assert got[1]["status"] == "early_stopped" and got[1]["steps"] == s
+    assert got[1]["steps_to_target"] is None
+    assert got[1]["stop_reason"] == (f"outpaced: fast reached the target accuracy at step {s}; "
+                                     f"this trial had not by step {s}")
+    _same(logbook.read_jsonl(os.path.join(race[1][1], "eval.jsonl")),
+          [r for r in slow_evals if r["step"] <= s])
+    assert _checkpoints(race[1][1])[-1] == s
+
+
+def test_race_is_refused_without_a_common_target(data_dir, tmp_path):
+    from bsgap.run_config import ConfigError
+
+    base = _config(data_dir)   # 'target' stops at 0.85, the others have no target
+    with pytest.raises(ConfigError, match=r"race_to_target needs every trial .*0\.85"):
+        Trainer.for_trials(expand_trials(base, str(tmp_path / "r")), race_to_target=True)
+    assert not (tmp_path / "r").exists()

@@ -1,6 +1,6 @@
 """advice.json: the three B_crit estimates, each one's predicted curve, the recommendation.
 
-The estimates (each None where it could not be measured, with the reason):
+The estimates (each None where it could not be measured, and then ``b_crit_unavailable`` says why):
   * ``noise_scale``: the exact per-example B_simple, bias-corrected for the subsample, at the
     pilot's last checkpoint (where it reached the target; BN with running averages);
   * ``noise_scale_online``: the trainer's online two-batch B_simple (EMA) logged last at or before
@@ -34,6 +34,8 @@ def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep
                  "branched": branched[-1]["b_crit"] if branched else None,
                  "sweep": sweep["b_crit"] if sweep else None}
 
+    reasons = {name: why_unavailable(name, pilot, exact, branched, sweep)
+               for name, value in estimates.items() if not _finite(value)}
     over_training = {
         "noise_scale_exact": [{"step": e["step"], "examples": e["step"] * pilot["batch_size"],
                                "b_simple_unbiased": e["b_simple_unbiased"],
@@ -42,12 +44,45 @@ def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep
         "branched": [{"step": b["step"], "examples": b["examples_seen"], "b_crit": b["b_crit"],
                       "threshold_b_crit": b["threshold"]["b_crit"]} for b in branched],
         "sweep": None if not sweep else sweep["b_crit"]}
-    return estimates, over_training
+    return estimates, reasons, over_training
+
+
+def why_unavailable(name: str, pilot: dict, exact: list[dict], branched: list[dict],
+                    sweep: dict | None) -> str:
+    """One sentence: why the estimate ``name`` is missing from advice.json."""
+    if name == "sweep":
+        return ("no --sweep root given" if sweep is None else
+                f"the sweep's fit gave no B_crit ({sweep.get('fit')})")
+    if name == "noise_scale":
+        if not exact:
+            return "no pilot checkpoint was measured"
+        last = exact[-1]
+        return (f"the exact per-example estimate at pilot step {last['step']} is "
+                f"{last['b_simple_unbiased']!r}, not a positive number (the bias-corrected "
+                f"|G|^2 was not above zero with {last['num_examples']} examples)")
+    if name == "noise_scale_online":
+        if pilot["online_noise"]:
+            return (f"the pilot logged no online estimate at or before step "
+                    f"{exact[-1]['step'] if exact else None}")
+        lay = pilot["layout"]
+        return (f"the pilot's step had one small batch ({lay['num_devices']} device(s) x "
+                f"{lay['accumulation_steps']} microbatch(es) of {lay['microbatch']}): the "
+                "two-batch estimate needs >= 2. The advisor splits a one-device step into "
+                "microbatches only where that leaves the BN group unchanged; here it follows the "
+                "layout (BN over the batch), so run on >= 2 devices or with a fixed "
+                "ghost_batch_size for it")
+    if not branched:
+        return ("no branch point: the pilot had no checkpoint at or before the branch fractions "
+                "of its steps to the target (--branch_fractions, --pilot_checkpoint_every_steps)")
+    last = branched[-1]
+    return (f"the branches from pilot step {last['step']} gave no fit (branch batch sizes that "
+            f"never reached the base loss: {last['never_reached']}; fit at its bound: "
+            f"{last['fit'].get('at_bound')})")
 
 
 def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
                 branched: list[dict], sweep: dict | None, seconds: float) -> dict:
-    estimates, over_training = b_crit_estimates(pilot, exact, branched, sweep)
+    estimates, unavailable, over_training = b_crit_estimates(pilot, exact, branched, sweep)
     throughput = {int(b): r for b, r in speed.items()}
     predictions = {name: predict.prediction(
         config, b_crit=value, pilot_steps=pilot["steps_to_target"],
@@ -70,6 +105,7 @@ def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
                                "reference_batch_size": config.reference_batch_size},
         "estimate_used": chosen,
         "b_crit": estimates,
+        "b_crit_unavailable": unavailable,
         "b_crit_over_training": over_training,
         "predicted": predictions[chosen]["predicted"] if chosen else [],
         "predictions": predictions,
@@ -113,8 +149,10 @@ def summary_lines(advice: dict) -> list[str]:
                  f"(estimate used: {advice['estimate_used']})")
     search = advice.get("pilot_lr_search")
     if search:
-        tried = ", ".join(f"x{r['factor']:g}: " + (f"{r['steps_to_target']} steps"
-                          if r["steps_to_target"] is not None else str(r["status"]))
+        tried = ", ".join(f"x{r['factor']:g}: " + (
+            f"{r['steps_to_target']} steps" if r["steps_to_target"] is not None else
+            f"outpaced at step {r.get('steps')}"
+            if str(r.get("stop_reason") or "").startswith("outpaced") else str(r["status"]))
                           for r in sorted(search["trials"], key=lambda r: r["factor"]))
         lines.append(f"  pilot lr tuned at B={advice['pilot']['batch_size']}: the config's lr "
                      f"x{search['chosen_factor']:g} reached the target soonest ({tried})"
@@ -122,7 +160,8 @@ def summary_lines(advice: dict) -> list[str]:
     for name, value in advice["b_crit"].items():
         p = advice["predictions"].get(name)
         if p is None:
-            lines.append(f"  B_crit from {name}: not available")
+            why = advice.get("b_crit_unavailable", {}).get(name)
+            lines.append(f"  B_crit from {name}: not available" + (f" ({why})" if why else ""))
             continue
         f = p["fastest"]
         err = p.get("error_vs_sweep")
@@ -137,4 +176,9 @@ def summary_lines(advice: dict) -> list[str]:
                      f"{' (input-limited)' if r.get('input_limited') else ''} | "
                      f"{r['steps_to_target']:.0f} | {r['seconds_to_target']:.3g} | "
                      f"{r['learning_rate']:.4g}")
+    cost = advice.get("cost")
+    if cost:
+        parts = ", ".join(f"{k} {v['cpu_seconds']:.0f}" for k, v in cost["by_kind"].items())
+        lines.append(f"  measurements cost {cost['wall_seconds']:.0f} s wall, "
+                     f"{cost['cpu_seconds']:.0f} CPU-s ({parts}; advice.json 'cost')")
     return lines

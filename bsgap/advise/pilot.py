@@ -16,7 +16,9 @@ With ``--pilot_lr_factors`` other than ``1`` the pilot's learning rate is tuned 
 config at the config's learning rate x each factor, as the K trials of one compiled program
 (``WORKDIR/pilot_lr/lr_x<f>``; bsgap/trials.py), each stopping at the target. The trial that
 reaches it in the fewest steps *is* the pilot (its run directory, checkpoints and logs), so S_min
-is measured at a tuned learning rate, as the steps-to-target sweeps it is compared with are.
+is measured at a tuned learning rate, as the steps-to-target sweeps it is compared with are. The
+trials race (bsgap/race.py): once one has reached the target the rest stop, outpaced, so the
+search costs K x the winner's steps, not the sum of every trial's own steps to the target.
 """
 from __future__ import annotations
 
@@ -81,10 +83,12 @@ def lr_search_specs(pilot_cfg, factors, workdir: str, max_steps: int | None = No
 
 
 def run_lr_search(specs) -> list[dict]:
-    """Train (or resume, or find finished) the lr search's trials in one program; summaries."""
+    """Train (or resume, or find finished) the lr search's trials in one program, racing to the
+    target: at the first evaluation where one has reached it the others stop (bsgap/race.py),
+    since only the fewest steps matter; summaries."""
     from bsgap.trainer import Trainer
 
-    return Trainer.for_trials(specs).run_all()
+    return Trainer.for_trials(specs, race_to_target=True).run_all()
 
 
 def choose_learning_rate(specs, summaries, factors) -> dict:
@@ -95,6 +99,7 @@ def choose_learning_rate(specs, summaries, factors) -> dict:
         rows.append({"factor": factor, "base_learning_rate": c.learning_rate,
                      "run_dir": workdir, "status": summary.get("status"),
                      "steps_to_target": summary.get("steps_to_target"),
+                     "steps": summary.get("steps"), "stop_reason": summary.get("stop_reason"),
                      "best_eval_accuracy": summary.get("best_eval_accuracy")})
     reached = [r for r in rows if r["steps_to_target"] is not None]
     if not reached:

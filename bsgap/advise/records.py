@@ -82,3 +82,27 @@ def reuse_or_measure(path: str, kind: str, settings: dict, measure: Callable[[],
     result = plain(measure())
     write_json(path, {"kind": kind, "settings": settings, "result": result})
     return result
+
+
+def cost_of(log_path: str) -> dict:
+    """What this workdir's measurements cost, from advise_log.jsonl: wall and CPU seconds (this
+    process's, all its threads) per kind of measurement, summed over every invocation, counting
+    only measurements made, not reused. Work cut off by a kill is not in the log, and neither is
+    an invocation's start-up (importing JAX, loading the data)."""
+    kinds: dict = {}
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            lines = [json.loads(line) for line in f if line.strip().endswith("}")]
+        for line in lines:
+            if line.get("reused"):
+                continue
+            k = kinds.setdefault(line.get("kind", "unknown"),
+                                 {"count": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0})
+            k["count"] += 1
+            k["wall_seconds"] += line["seconds"]
+            k["cpu_seconds"] += line.get("cpu_seconds") or 0.0
+    return {"by_kind": kinds,
+            "wall_seconds": sum(k["wall_seconds"] for k in kinds.values()),
+            "cpu_seconds": sum(k["cpu_seconds"] for k in kinds.values()),
+            "note": "measurements made in this workdir (reused ones not counted); start-up and "
+                    "work cut off by a kill are not included"}

@@ -11,7 +11,8 @@ WORKDIR/
                               (branches-<rule>/ with --branch_lr_rule other than auto)
   sweep.json                  the --sweep root's fitted B_crit (when given)
   advice.json, advice.png     the answer (bsgap/advise/advice.py, bsgap/advise/figure.py)
-  advise_log.jsonl            one line per measurement made or reused (with its wall seconds)
+  advise_log.jsonl            one line per measurement made or reused (its wall and CPU seconds;
+                              advice.json's ``cost`` sums them)
   jax_cache/                  JAX's persistent compilation cache (unless one is set already)
 """
 from __future__ import annotations
@@ -72,10 +73,11 @@ class Session:
                               "same command (with a larger budget) to continue from there")
         if not done:
             self.say(f"measuring {name}")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         result = (stored if stored is not None else
                   fn() if path is None else reuse_or_measure(path, kind, settings, fn))
-        line = {"measurement": name, "reused": done, "seconds": time.perf_counter() - t0,
+        line = {"measurement": name, "kind": kind, "reused": done,
+                "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu0,
                 "time": time.time(), "pid": os.getpid()}
         with open(self.log_path, "a") as f:
             f.write(json.dumps(line) + "\n")
@@ -224,6 +226,7 @@ def advise(config, workdir: str, options: Options) -> dict:
     result = advice.make_advice(config, options, speed, pilot, exact, branched, sweep,
                                 seconds=time.perf_counter() - session.start)
     result["pilot_lr_search"] = lr_search
+    result["cost"] = records.cost_of(session.log_path)
     records.write_json(os.path.join(workdir, "advice.json"), result)
     figure.plot_advice(result, os.path.join(workdir, "advice.png"))
     return result
