@@ -346,6 +346,10 @@ class Trainer(ProgramBuilder, RunRecords):
         if warning:
             say(f"warning: {warning}")
 
+    def _after_eval(self, trial, step: int, result: dict) -> None:
+        """A subclass's rule for stopping ``trial`` after its evaluation at ``step`` (set
+        ``trial.host.status``); none here."""
+
     def _boundary(self, fetched, step, seconds, first_interval, do_eval, do_ckpt, bar):
         """Log, evaluate, stop and checkpoint the running trials at a fetch boundary."""
         c, total = self.config, self.resolved.total_steps
@@ -373,6 +377,7 @@ class Trainer(ProgramBuilder, RunRecords):
                 trial.book.eval({"step": step, "examples": step * c.batch_size,
                                  "split": c.eval_split, **results[k]})
                 update_after_eval(trial.host, trial.config, step, results[k])
+                self._after_eval(trial, step, results[k])
             if live:
                 self._postfix["eval_acc"] = f"{results[live[0][0]]['accuracy']:.4f}"
                 bar.set_postfix(self._postfix, refresh=True)

@@ -20,11 +20,40 @@ from bsgap.trainer import Trainer
 
 class BranchTrainer(Trainer):
     """A Trainer whose fresh state is the parent run's checkpoint at ``parent_step`` (with the
-    branch's own hyperparameters); resuming a branch restores the branch's own checkpoint."""
+    branch's own hyperparameters); resuming a branch restores the branch's own checkpoint.
 
-    def __init__(self, config, workdir: str, *, parent_dir: str, parent_step: int):
+    ``stop_below_loss``: stop (``early_stopped``) at the first evaluation, at or past
+    ``min_examples``, where the branch's smoothed eval-loss curve (``start`` points first, as
+    ``branched.smooth`` smooths it for the estimate) is at or below it: the estimate needs the
+    curve only up to its first crossing of the base branch's loss and past the equal-examples
+    budget, so training on changes nothing in it."""
+
+    def __init__(self, config, workdir: str, *, parent_dir: str, parent_step: int,
+                 stop_below_loss: float | None = None, min_examples: float = 0.0,
+                 start=()):
         self.parent_dir, self.parent_step = parent_dir, parent_step
+        self.stop_below_loss, self.min_examples = stop_below_loss, min_examples
+        self._curve = list(start)
         super().__init__(config, workdir)
+
+    def _restore(self):
+        super()._restore()
+        trial = self.trials[0]   # a resumed branch: its curve so far, as eval.jsonl kept it
+        self._curve += [(float(e["examples"]), e["loss"]) for e in logbook.read_jsonl(
+            os.path.join(trial.workdir, logbook.EVAL_FILE)) if e["step"] <= trial.start_step]
+
+    def _after_eval(self, trial, step: int, result: dict) -> None:
+        examples = float(step * trial.config.batch_size)
+        self._curve.append((examples, result["loss"]))
+        if self.stop_below_loss is None or examples < self.min_examples or not trial.running:
+            return
+        smoothed = branched.smooth(self._curve)
+        if smoothed and smoothed[-1][1] <= self.stop_below_loss:
+            trial.host.status = "early_stopped"
+            trial.host.stop_reason = (
+                f"reached the base branch's loss {self.stop_below_loss:.6g} (smoothed) at step "
+                f"{step}, past the equal-examples budget of {self.min_examples:g}: the branched "
+                "estimate needs nothing later")
 
     def _build(self):
         from bsgap.checkpoint import Checkpointer, abstract_like
@@ -76,31 +105,43 @@ def branch_plan(pilot_batch_size: int, batch_sizes, max_factor: int, largest_bra
 
 
 def run_branch(pilot_dir: str, pilot_config, step: int, batch_size: int, learning_rate: float,
-               run: dict, root: str) -> list[tuple[float, float]]:
+               run: dict, root: str, stop_below_loss: float | None = None,
+               min_examples: float = 0.0) -> list[tuple[float, float]]:
     """Train (or resume, or find finished) one branch; its eval curve [(examples, loss)] with
-    (0, the pilot's eval loss at ``step``) first when the pilot evaluated there."""
+    (0, the pilot's eval loss at ``step``) first when the pilot evaluated there.
+    ``stop_below_loss``, ``min_examples``: BranchTrainer's early stop."""
     c = branch_config(pilot_config, batch_size=batch_size, learning_rate=learning_rate,
                       num_steps=run["num_steps"], eval_every_steps=run["eval_every_steps"])
     workdir = os.path.join(root, f"bs{batch_size}")
-    BranchTrainer(c, workdir, parent_dir=pilot_dir, parent_step=step).run()
-    evals = logbook.read_jsonl(os.path.join(workdir, logbook.EVAL_FILE))
     start = [(0.0, e["loss"]) for e in logbook.read_jsonl(os.path.join(
-        pilot_dir, logbook.EVAL_FILE)) if e["step"] == step]
-    return start[-1:] + [(float(e["examples"]), e["loss"]) for e in evals]
+        pilot_dir, logbook.EVAL_FILE)) if e["step"] == step][-1:]
+    BranchTrainer(c, workdir, parent_dir=pilot_dir, parent_step=step,
+                  stop_below_loss=stop_below_loss, min_examples=min_examples, start=start).run()
+    evals = logbook.read_jsonl(os.path.join(workdir, logbook.EVAL_FILE))
+    return start + [(float(e["examples"]), e["loss"]) for e in evals]
 
 
 def run_branches(pilot_dir: str, pilot_config, pilot: dict, step: int, plan: dict,
                  lr_at_step: float, tolerance: float, root: str, log,
-                 lr_rule: str = "auto") -> dict:
-    """Every branch of ``plan`` from the pilot's checkpoint at ``step``, and the estimates."""
+                 lr_rule: str = "auto", stop_early: bool = True) -> dict:
+    """Every branch of ``plan`` from the pilot's checkpoint at ``step``, and the estimates. The
+    base branch (the pilot's B, the smallest) runs first; with ``stop_early`` every other branch
+    stops once its smoothed curve has crossed the base branch's loss past the budget (the
+    estimates are the same as from branches trained to their full length)."""
     base = pilot["batch_size"]
     curves, lrs = {}, {}
-    for b in plan["batch_sizes"]:
+    target = None
+    for b in sorted(plan["batch_sizes"], key=lambda b: (b != base, b)):
         lrs[b] = lr_at_step * branched.branch_factor(pilot_config.optimizer, b / base,
                                                           lr_rule)
-        log(f"branch from pilot step {step}: B={b}, lr {lrs[b]:.4g}, "
+        log(f"branch from pilot step {step}: B={b}, lr {lrs[b]:.4g}, at most "
             f"{plan['runs'][b]['num_steps']} steps")
-        curves[b] = run_branch(pilot_dir, pilot_config, step, b, lrs[b], plan["runs"][b], root)
+        curves[b] = run_branch(pilot_dir, pilot_config, step, b, lrs[b], plan["runs"][b], root,
+                               stop_below_loss=target if b != base and stop_early else None,
+                               min_examples=plan["examples_budget"])
+        if b == base:
+            target = branched.loss_at_examples(branched.smooth(curves[b]),
+                                               plan["examples_budget"])
     estimate = branched.branched_critical_batch(curves, base, plan["examples_budget"], tolerance)
     estimate.update(step=step, lr_rule=lr_rule, examples_seen=step * base, learning_rates=lrs,
                     curves={b: c for b, c in curves.items()}, plan=plan,
