@@ -68,8 +68,9 @@ def why_unavailable(name: str, pilot: dict, exact: list[dict], branched: list[di
         return (f"the pilot's step had one small batch ({lay['num_devices']} device(s) x "
                 f"{lay['accumulation_steps']} microbatch(es) of {lay['microbatch']}): the "
                 "two-batch estimate needs >= 2. The advisor splits a one-device step into "
-                "microbatches only where that leaves the BN group unchanged; here it follows the "
-                "layout (BN over the batch), so run on >= 2 devices or with a fixed "
+                "microbatches only where that leaves the BN group unchanged, and here it could "
+                "not (BN over the batch follows the layout, or no half or quarter of the batch is "
+                "a multiple of the ghost batch), so run on >= 2 devices or with a fixed "
                 "ghost_batch_size for it")
     if not branched:
         return ("no branch point: the pilot had no checkpoint at or before the branch fractions "
