@@ -43,10 +43,10 @@ from bsgap.device_resident import ResidentTrainSplit
 from bsgap.host_state import HostState, flush_metrics, update_after_eval
 from bsgap.interrupt import stop_on_signals
 from bsgap.jax_settings import apply_jax_settings
-from bsgap.race import check_race, stop_outpaced
 from bsgap.layout import bn_group_warning, describe_bn_group
 from bsgap.memory import QUEUED_INPUT_BATCHES, device_memory_limit, require_memory_limit
 from bsgap.models.conv_grad import resolve_conv_gradients
+from bsgap.race import check_race, stop_outpaced
 from bsgap.run_records import RunRecords, say
 from bsgap.trainer_build import ProgramBuilder
 from bsgap.trial_fields import TRIAL_FIELDS, check_shareable  # noqa: F401 (re-exported)
