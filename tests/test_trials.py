@@ -53,7 +53,10 @@ TRIALS = ({"learning_rate": 0.05, "seed": 0, "warmup_epochs": 0.1},
           {"learning_rate": 1e38, "seed": 3, "name": "diverges"})
 
 
-SHARED = ({"learning_rate": 0.05, "seed": 5}, {"learning_rate": 0.2, "seed": 5})
+# lr 0.1, not 0.2: at 0.2 the second trial's training amplified the vmap-vs-alone rounding ~100x
+# every 3 steps (grad_norm 2.8e-3 apart by step 12 on an AMD EPYC, 8.6e-7 at step 6): a test of
+# the batched program, not of chaotic dynamics
+SHARED = ({"learning_rate": 0.05, "seed": 5}, {"learning_rate": 0.1, "seed": 5})
 
 
 def _cosine(peak, warmup=0, total=12):
@@ -65,7 +68,7 @@ def _cosine(peak, warmup=0, total=12):
 # warmup (0.1 epochs = round(4.49) = 4 steps; with the 'none' rule the warmup starts at the peak,
 # so it only delays the decay); 'sqrt' at B=32 vs the reference 128: x 0.5. None: diverged.
 LR_AT = {id(TRIALS): (_cosine(0.05, warmup=4), _cosine(0.2 * 0.5), _cosine(0.1), None),
-         id(SHARED): (_cosine(0.05), _cosine(0.2))}
+         id(SHARED): (_cosine(0.05), _cosine(0.1))}
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +120,19 @@ def test_vmapped_trials_equal_sequential_runs(data_dir, tmp_path, alone_runs, tr
         # compile them: conftest.py). vmap batches the matmuls across trials,
         # which rounds differently; the diverged trial froze after one update with lr 1e38
         # (entries ~1e37 whose relative error is the gradient's, up to ~0.5% measured on
-        # near-cancelling entries), so it gets a wider relative tolerance and no absolute one
-        # beyond the live trials'.
+        # near-cancelling entries), so it gets a wider relative tolerance and, since a
+        # near-cancelling entry's error is the float32 rounding of terms as large as the leaf's
+        # largest, an absolute one of 1e-5 x that (measured: an entry of 4.7e32 in a leaf up to
+        # 1.4e37 off by 5.0e30 = 3.5e-7 of the largest, AMD EPYC, jaxlib 0.10.2).
         diverged = summaries[k]["status"] == "diverged"
         rtol = {"map": 1e-5, "vmap": 1e-2 if diverged else 2e-4}[loop]
-        atol = {"map": 2e-6, "vmap": 2e-5}[loop]
         for x, y in zip(jax.tree_util.tree_leaves(jax.device_get(trainer.trial_state(k))),
                         jax.tree_util.tree_leaves(alone_state)):
-            np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
-                                       rtol=rtol, atol=atol)
+            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+            atol = {"map": 2e-6, "vmap": 2e-5}[loop]
+            if diverged and loop == "vmap" and y.size:
+                atol = max(atol, 1e-5 * float(np.max(np.abs(y))))
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
         # Each trial's own lr, rule and warmup, against the closed form (both sides above share
         # set_hyperparams / make_optimizer, so they cannot see a hyperparameter ignored by both).
         if not diverged:
