@@ -33,6 +33,8 @@ def stop_outpaced(trials, step: int) -> None:
     if not won:
         return
     first = min(t.host.steps_to_target for t in won)
+    if step < first:   # resumed from a checkpoint before a finished winner's crossing: run on to
+        return         # it, so that they stop where an uninterrupted race stopped them
     names = ", ".join(os.path.basename(os.path.normpath(t.workdir)) for t in won
                       if t.host.steps_to_target == first)
     for t in trials:

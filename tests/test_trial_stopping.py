@@ -134,6 +134,7 @@ def test_race_stops_the_outpaced_at_the_winners_step(program, data_dir, tmp_path
     base.trials = ({"name": "fast", "learning_rate": 0.3},
                    {"name": "slow", "learning_rate": 0.05})
     base.target_accuracy, base.stop_at_target = 0.85, True
+    base.log_every_steps = 1   # a boundary every step: a resumed race gets the chance to stop early
     race = expand_trials(base, str(tmp_path / "race"))
     got = Trainer.for_trials(race, race_to_target=True).run_all()
     fast_alone, _, fast_dir = alone[0]          # lr 0.3, target 0.85, stop_at_target, alone
@@ -151,6 +152,19 @@ def test_race_stops_the_outpaced_at_the_winners_step(program, data_dir, tmp_path
     _same(logbook.read_jsonl(os.path.join(race[1][1], "eval.jsonl")),
           [r for r in slow_evals if r["step"] <= s])
     assert _checkpoints(race[1][1])[-1] == s
+    # killed after the winner finished, before the loser's last checkpoint and summary: resumed,
+    # the loser runs on from its earlier checkpoint to the winner's step and stops there as before
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "race", again)
+    slow = again / "slow"
+    (slow / "summary.json").unlink()
+    shutil.rmtree(slow / "checkpoints" / str(s))
+    assert _checkpoints(str(slow)) and _checkpoints(str(slow))[-1] < s
+    winner = (again / "fast" / "summary.json").read_bytes()
+    resumed = Trainer.for_trials(expand_trials(base, str(again)), race_to_target=True).run_all()
+    _same(resumed[1], got[1])
+    assert resumed[1]["stop_reason"] == got[1]["stop_reason"]
+    assert (again / "fast" / "summary.json").read_bytes() == winner
 
 
 def test_race_is_refused_without_a_common_target(data_dir, tmp_path):
