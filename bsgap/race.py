@@ -15,6 +15,8 @@ from bsgap.run_config import ConfigError
 
 def check_race(specs) -> None:
     """A race needs every trial to stop at one target, evaluated at the same steps."""
+    if not specs:
+        return   # the Trainer refuses an empty program itself
     keys = {(c.get("target_accuracy"), bool(c.get("stop_at_target")), c.get("eval_every_steps"))
             for c, _ in specs}
     target, stops, _ = next(iter(keys))

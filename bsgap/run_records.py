@@ -69,6 +69,9 @@ class RunRecords:
                     "checkpoint")
             if status in logbook.FINAL_STATUSES:
                 trial.host.status = status
+                if trial.host.steps_to_target is None and self.finished_summaries[k]:
+                    # its checkpoint could not be restored: a race still needs its crossing
+                    trial.host.steps_to_target = self.finished_summaries[k].get("steps_to_target")
                 self._freeze(k)
             else:
                 running_steps.add(trial.start_step)

@@ -381,7 +381,7 @@ class Trainer(ProgramBuilder, RunRecords):
             if live:
                 self._postfix["eval_acc"] = f"{results[live[0][0]]['accuracy']:.4f}"
                 bar.set_postfix(self._postfix, refresh=True)
-        if self.race_to_target:
+        if self.race_to_target and step < total:   # at the end the others are 'complete'
             stop_outpaced(self.trials, step)
         for k, trial in running:
             if step == total and trial.running:

@@ -209,3 +209,9 @@ def test_a_missing_estimate_says_why():
     assert "is inf, not a positive number" in why["noise_scale"]
     assert why["noise_scale_online"] == "the pilot logged no online estimate at or before step 445"
     assert why["branched"].startswith("no branch point")
+    # a non-positive online estimate is kept as measured, and said to be no B_crit
+    estimates, why, _ = b_crit_estimates(
+        dict(pilot, online_noise=[{"step": 400, "b_simple": -4.0}]), exact, [], None)
+    assert estimates["noise_scale_online"] == -4.0
+    assert why["noise_scale_online"] == ("the online estimate at pilot step 445 is -4.0, not a "
+                                         "positive number (its |G|^2 EMA was not above zero)")

@@ -61,17 +61,25 @@ def why_unavailable(name: str, pilot: dict, exact: list[dict], branched: list[di
                 f"{last['b_simple_unbiased']!r}, not a positive number (the bias-corrected "
                 f"|G|^2 was not above zero with {last['num_examples']} examples)")
     if name == "noise_scale_online":
+        from bsgap.advise.pilot import online_noise_at
+
+        step = exact[-1]["step"] if exact else None
+        value = online_noise_at(pilot, step) if step is not None else None
+        if value is not None:
+            return (f"the online estimate at pilot step {step} is {value!r}, not a positive "
+                    "number (its |G|^2 EMA was not above zero)")
         if pilot["online_noise"]:
-            return (f"the pilot logged no online estimate at or before step "
-                    f"{exact[-1]['step'] if exact else None}")
+            return f"the pilot logged no online estimate at or before step {step}"
         lay = pilot["layout"]
+        if lay["num_devices"] * lay["accumulation_steps"] >= 2:
+            return "the pilot logged no online estimate"
         return (f"the pilot's step had one small batch ({lay['num_devices']} device(s) x "
                 f"{lay['accumulation_steps']} microbatch(es) of {lay['microbatch']}): the "
                 "two-batch estimate needs >= 2. The advisor splits a one-device step into "
-                "microbatches only where that leaves the BN group unchanged, and here it could "
-                "not (BN over the batch follows the layout, or no half or quarter of the batch is "
-                "a multiple of the ghost batch), so run on >= 2 devices or with a fixed "
-                "ghost_batch_size for it")
+                "microbatches only where the config sets no microbatch_size and the BN group "
+                "stays the same, and here it could not (BN over the batch follows the layout, or "
+                "no half or quarter of the batch is a multiple of the ghost batch), so run on >= 2 "
+                "devices or with a fixed ghost_batch_size for it")
     if not branched:
         return ("no branch point: the pilot had no checkpoint at or before the branch fractions "
                 "of its steps to the target (--branch_fractions, --pilot_checkpoint_every_steps)")
@@ -180,6 +188,7 @@ def summary_lines(advice: dict) -> list[str]:
     cost = advice.get("cost")
     if cost:
         parts = ", ".join(f"{k} {v['cpu_seconds']:.0f}" for k, v in cost["by_kind"].items())
-        lines.append(f"  measurements cost {cost['wall_seconds']:.0f} s wall, "
-                     f"{cost['cpu_seconds']:.0f} CPU-s ({parts}; advice.json 'cost')")
+        lines.append(f"  the measurements made in this workdir cost "
+                     f"{cost['wall_seconds']:.0f} s wall, {cost['cpu_seconds']:.0f} CPU-s "
+                     f"({parts}; advice.json 'cost')")
     return lines

@@ -47,8 +47,8 @@ class BranchTrainer(Trainer):
         self._curve.append((examples, result["loss"]))
         if self.stop_below_loss is None or examples < self.min_examples or not trial.running:
             return
-        smoothed = branched.smooth(self._curve)
-        if smoothed and smoothed[-1][1] <= self.stop_below_loss:
+        smoothed = branched.smooth(self._curve)   # drops a non-finite loss: then no stop here
+        if smoothed and smoothed[-1][0] == examples and smoothed[-1][1] <= self.stop_below_loss:
             trial.host.status = "early_stopped"
             trial.host.stop_reason = (
                 f"reached the base branch's loss {self.stop_below_loss:.6g} (smoothed) at step "

@@ -17,8 +17,9 @@ config at the config's learning rate x each factor, as the K trials of one compi
 (``WORKDIR/pilot_lr/lr_x<f>``; bsgap/trials.py), each stopping at the target. The trial that
 reaches it in the fewest steps *is* the pilot (its run directory, checkpoints and logs), so S_min
 is measured at a tuned learning rate, as the steps-to-target sweeps it is compared with are. The
-trials race (bsgap/race.py): once one has reached the target the rest stop, outpaced, so the
-search costs K x the winner's steps, not the sum of every trial's own steps to the target.
+trials race (bsgap/race.py): once one has reached the target the rest stop, outpaced, and the
+program ends, so the search costs K x the winner's steps, not K x the slowest trial's (a trial
+that stopped inside one program is still computed, masked, until the program ends).
 """
 from __future__ import annotations
 
