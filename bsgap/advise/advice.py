@@ -34,7 +34,7 @@ def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep
                  "branched": branched[-1]["b_crit"] if branched else None,
                  "sweep": sweep["b_crit"] if sweep else None}
 
-    reasons = {name: why_unavailable(name, pilot, exact, branched, sweep)
+    reasons = {name: why_unavailable(name, value, pilot, exact, branched, sweep)
                for name, value in estimates.items() if not _finite(value)}
     over_training = {
         "noise_scale_exact": [{"step": e["step"], "examples": e["step"] * pilot["batch_size"],
@@ -47,9 +47,10 @@ def b_crit_estimates(pilot: dict, exact: list[dict], branched: list[dict], sweep
     return estimates, reasons, over_training
 
 
-def why_unavailable(name: str, pilot: dict, exact: list[dict], branched: list[dict],
+def why_unavailable(name: str, value, pilot: dict, exact: list[dict], branched: list[dict],
                     sweep: dict | None) -> str:
-    """One sentence: why the estimate ``name`` is missing from advice.json."""
+    """One sentence: why the estimate ``name`` (``value`` as b_crit_estimates found it: None, or
+    not a positive number) is missing from advice.json."""
     if name == "sweep":
         return ("no --sweep root given" if sweep is None else
                 f"the sweep's fit gave no B_crit ({sweep.get('fit')})")
@@ -61,10 +62,7 @@ def why_unavailable(name: str, pilot: dict, exact: list[dict], branched: list[di
                 f"{last['b_simple_unbiased']!r}, not a positive number (the bias-corrected "
                 f"|G|^2 was not above zero with {last['num_examples']} examples)")
     if name == "noise_scale_online":
-        from bsgap.advise.pilot import online_noise_at
-
         step = exact[-1]["step"] if exact else None
-        value = online_noise_at(pilot, step) if step is not None else None
         if value is not None:
             return (f"the online estimate at pilot step {step} is {value!r}, not a positive "
                     "number (its |G|^2 EMA was not above zero)")
