@@ -2,7 +2,10 @@
 itself): study_steps_to_target.py's protocol -- the lr tuned per batch size on a x1/2, x1, x2
 grid around ``centre_lr`` sqrt(B/32), a constant lr without warmup, each run stopping at its first
 evaluation at or above the target -- for another config, on one device, about 4 evaluations per
-epoch of the embedded 1,437 training images, one seed: 6 batch sizes x 3 lrs = 18 trials.
+epoch of the embedded 1,437 training images, one seed: 6 batch sizes x 3 lrs = 18 trials, plus
+one lr below the grid (x1/4) for each batch size in ``extend_below``: where a sweep's fastest lr
+was the grid's lowest, its steps to the target are only an upper bound until the next lower lr
+is measured too.
 """
 import math
 import os
@@ -15,9 +18,14 @@ NUM_TRAIN_EXAMPLES = 1437   # the embedded digits' and digits32's training split
 
 
 def steps_to_target_sweep(config: str, *, centre_lr: float, target_accuracy: float,
-                          num_epochs: int | None = None) -> dict:
+                          num_epochs: int | None = None, extend_below: tuple = ()) -> dict:
     """get_sweep()'s dict: ``config`` (a config file path) under the protocol above; the budget
-    is the study's 40 epochs unless ``num_epochs`` is given."""
+    is the study's 40 epochs unless ``num_epochs`` is given; ``extend_below``: the batch sizes
+    (of BATCH_SIZES) whose grid gets the lr x1/4 too."""
+    unknown = sorted(set(extend_below) - set(BATCH_SIZES))
+    if unknown:
+        raise ValueError(f"extend_below={tuple(extend_below)!r}: {unknown} not among the "
+                         f"sweep's batch sizes {BATCH_SIZES}")
     sweep = sweep_dict(os.path.join(HERE, "study_steps_to_target.py"))
     sweep["config"] = config
     overrides = {k: v for k, v in sweep["overrides"].items() if k != "ghost_batch_size"}
@@ -27,7 +35,9 @@ def steps_to_target_sweep(config: str, *, centre_lr: float, target_accuracy: flo
                           "log_every_steps": 5}
 
     def learning_rates(trial: dict) -> list[float]:
-        return log_grid(centre_lr * math.sqrt(trial["batch_size"] / 32), num=3, factor=2.0)
+        centre = centre_lr * math.sqrt(trial["batch_size"] / 32)
+        below = [centre / 4] if trial["batch_size"] in extend_below else []
+        return below + log_grid(centre, num=3, factor=2.0)
 
     sweep["axes"] = [
         {"batch_size": BATCH_SIZES,
