@@ -202,6 +202,13 @@ def test_a_missing_estimate_says_why():
     assert why["noise_scale_online"].startswith(
         "the pilot's step had one small batch (1 device(s) x 1 microbatch(es) of 64)")
     assert "never reached the base loss: [512]" in why["branched"]
+    assert "sqrt" not in why["branched"]   # its lr rule is not known here: no hint
+    branched[-1]["learning_rates"] = {"64": 0.1, "256": 0.4, "512": 0.8}   # scaled by k
+    _, why, _ = b_crit_estimates(pilot, exact, branched, None)
+    assert why["branched"].endswith("--branch_lr_rule=sqrt scales it by sqrt(k)")
+    branched[-1]["learning_rates"] = {"64": 0.1, "256": 0.2, "512": 0.1 * 8 ** 0.5}   # by sqrt(k)
+    _, why, _ = b_crit_estimates(pilot, exact, branched, None)
+    assert "sqrt" not in why["branched"]
     assert why["sweep"] == "no --sweep root given"
     exact[-1]["b_simple_unbiased"] = float("inf")
     _, why, _ = b_crit_estimates(dict(pilot, online_noise=[{"step": 500, "b_simple": 3.0}]),

@@ -82,9 +82,15 @@ def why_unavailable(name: str, value, pilot: dict, exact: list[dict], branched: 
         return ("no branch point: the pilot had no checkpoint at or before the branch fractions "
                 "of its steps to the target (--branch_fractions, --pilot_checkpoint_every_steps)")
     last = branched[-1]
+    lrs = {int(b): lr for b, lr in last.get("learning_rates", {}).items()}
+    base, top = (min(lrs), max(lrs)) if lrs else (1, 1)
+    linear = top > base and math.isclose(lrs[top] / lrs[base], top / base, rel_tol=1e-6)
+    hint = ("; the branches' lr was scaled by k, which may be too high for the large ones: "
+            "--branch_lr_rule=sqrt scales it by sqrt(k)" if last["never_reached"] and linear
+            else "")
     return (f"the branches from pilot step {last['step']} gave no fit (branch batch sizes that "
             f"never reached the base loss: {last['never_reached']}; fit at its bound: "
-            f"{last['fit'].get('at_bound')})")
+            f"{last['fit'].get('at_bound')}){hint}")
 
 
 def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],

@@ -37,10 +37,16 @@ class BranchTrainer(Trainer):
         super().__init__(config, workdir)
 
     def _restore(self):
+        from bsgap.agreement import decided_by_process_0
+
         super()._restore()
-        trial = self.trials[0]   # a resumed branch: its curve so far, as eval.jsonl kept it
-        self._curve += [(float(e["examples"]), e["loss"]) for e in logbook.read_jsonl(
-            os.path.join(trial.workdir, logbook.EVAL_FILE)) if e["step"] <= trial.start_step]
+        # A resumed branch: its curve so far, as eval.jsonl kept it, read by process 0 for every
+        # process (bsgap/agreement.py), so that all of them stop at the same evaluation.
+        trial = self.trials[0]
+        path = os.path.join(trial.workdir, logbook.EVAL_FILE)
+        self._curve += [tuple(point) for point in decided_by_process_0(
+            lambda: [(float(e["examples"]), e["loss"]) for e in logbook.read_jsonl(path)
+                     if e["step"] <= trial.start_step])]
 
     def _after_eval(self, trial, step: int, result: dict) -> None:
         examples = float(step * trial.config.batch_size)
