@@ -83,7 +83,7 @@ def why_unavailable(name: str, value, pilot: dict, exact: list[dict], branched: 
                 "of its steps to the target (--branch_fractions, --pilot_checkpoint_every_steps)")
     last = branched[-1]
     lrs = {int(b): lr for b, lr in last.get("learning_rates", {}).items()}
-    base, top = (min(lrs), max(lrs)) if lrs else (1, 1)
+    base, top = min(lrs, default=0), max(lrs, default=0)
     linear = top > base and math.isclose(lrs[top] / lrs[base], top / base, rel_tol=1e-6)
     hint = ("; the branches' lr was scaled by k, which may be too high for the large ones: "
             "--branch_lr_rule=sqrt scales it by sqrt(k)" if last["never_reached"] and linear
@@ -148,6 +148,15 @@ def make_advice(config, options, speed: dict, pilot: dict, exact: list[dict],
     return result
 
 
+def _search_outcome(trial: dict) -> str:
+    """How one trial of the pilot's lr search ended, for the summary."""
+    if trial["steps_to_target"] is not None:
+        return f"{trial['steps_to_target']} steps"
+    if str(trial.get("stop_reason") or "").startswith("outpaced"):
+        return f"outpaced at step {trial.get('steps')}"
+    return str(trial["status"])
+
+
 def summary_lines(advice: dict) -> list[str]:
     """The printed summary: what to run, why, and how sure."""
     lines = []
@@ -162,10 +171,7 @@ def summary_lines(advice: dict) -> list[str]:
                  f"(estimate used: {advice['estimate_used']})")
     search = advice.get("pilot_lr_search")
     if search:
-        tried = ", ".join(f"x{r['factor']:g}: " + (
-            f"{r['steps_to_target']} steps" if r["steps_to_target"] is not None else
-            f"outpaced at step {r.get('steps')}"
-            if str(r.get("stop_reason") or "").startswith("outpaced") else str(r["status"]))
+        tried = ", ".join(f"x{r['factor']:g}: {_search_outcome(r)}"
                           for r in sorted(search["trials"], key=lambda r: r["factor"]))
         lines.append(f"  pilot lr tuned at B={advice['pilot']['batch_size']}: the config's lr "
                      f"x{search['chosen_factor']:g} reached the target soonest ({tried})"

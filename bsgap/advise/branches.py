@@ -111,16 +111,14 @@ def branch_plan(pilot_batch_size: int, batch_sizes, max_factor: int, largest_bra
 
 
 def run_branch(pilot_dir: str, pilot_config, step: int, batch_size: int, learning_rate: float,
-               run: dict, root: str, stop_below_loss: float | None = None,
+               run: dict, root: str, start: list, stop_below_loss: float | None = None,
                min_examples: float = 0.0) -> list[tuple[float, float]]:
-    """Train (or resume, or find finished) one branch; its eval curve [(examples, loss)] with
-    (0, the pilot's eval loss at ``step``) first when the pilot evaluated there.
+    """Train (or resume, or find finished) one branch; its eval curve [(examples, loss)], after
+    ``start`` ([(0, the pilot's eval loss at ``step``)] when the pilot evaluated there, else []).
     ``stop_below_loss``, ``min_examples``: BranchTrainer's early stop."""
     c = branch_config(pilot_config, batch_size=batch_size, learning_rate=learning_rate,
                       num_steps=run["num_steps"], eval_every_steps=run["eval_every_steps"])
     workdir = os.path.join(root, f"bs{batch_size}")
-    start = [(0.0, e["loss"]) for e in logbook.read_jsonl(os.path.join(
-        pilot_dir, logbook.EVAL_FILE)) if e["step"] == step][-1:]
     BranchTrainer(c, workdir, parent_dir=pilot_dir, parent_step=step,
                   stop_below_loss=stop_below_loss, min_examples=min_examples, start=start).run()
     evals = logbook.read_jsonl(os.path.join(workdir, logbook.EVAL_FILE))
@@ -137,13 +135,15 @@ def run_branches(pilot_dir: str, pilot_config, pilot: dict, step: int, plan: dic
     base = pilot["batch_size"]
     curves, lrs = {}, {}
     target = None
+    start = [(0.0, e["loss"]) for e in logbook.read_jsonl(os.path.join(
+        pilot_dir, logbook.EVAL_FILE)) if e["step"] == step][-1:]
     for b in sorted(plan["batch_sizes"], key=lambda b: (b != base, b)):
         lrs[b] = lr_at_step * branched.branch_factor(pilot_config.optimizer, b / base,
                                                           lr_rule)
         log(f"branch from pilot step {step}: B={b}, lr {lrs[b]:.4g}, at most "
             f"{plan['runs'][b]['num_steps']} steps")
         curves[b] = run_branch(pilot_dir, pilot_config, step, b, lrs[b], plan["runs"][b], root,
-                               stop_below_loss=target if b != base and stop_early else None,
+                               start, stop_below_loss=target if b != base and stop_early else None,
                                min_examples=plan["examples_budget"])
         if b == base:
             target = branched.loss_at_examples(branched.smooth(curves[b]),
